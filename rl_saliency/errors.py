@@ -1,0 +1,18 @@
+"""Errors shown to users as one clear line (the CLI prints them without a traceback)."""
+
+from __future__ import annotations
+
+from rl_saliency.envs.registry import UnknownGameError
+from rl_saliency.models import ModelLoadError
+
+
+class SpecError(ValueError):
+    """An agent spec that is missing or malformed."""
+
+
+class DataError(ValueError):
+    """Input data (an Atari-HEAD trial, a frame, a file) that is missing or corrupt; names the file."""
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    UnknownGameError, ModelLoadError, SpecError, DataError, FileNotFoundError)

@@ -1,0 +1,14 @@
+"""Saliency methods on one contract: (policy, observations (N, 4, 84, 84)) -> maps (N, 84, 84) float32 >= 0."""
+
+from rl_saliency.saliency.base import (
+    SaliencyMethod,
+    available_methods,
+    check_maps,
+    get_method,
+    register,
+    saliency,
+    upsample_to_frame,
+)
+
+__all__ = ["SaliencyMethod", "available_methods", "check_maps", "get_method", "register", "saliency",
+           "upsample_to_frame"]

@@ -1,0 +1,115 @@
+"""The one saliency contract.
+
+Every method maps a policy and a batch of observations ``(N, 4, 84, 84)`` (uint8 or float, as the
+env produces them) to maps ``(N, 84, 84)`` float32 >= 0. Gaze evaluation, rendering and sanity checks
+use nothing else, so attention readouts, gradients and perturbation are interchangeable.
+
+Attention readouts: an extractor (or a policy) that has attention sets ``last_attention`` (its raw
+map at native resolution, ``(N, h, w)``) on every forward pass and implements
+``project_attention(raw) -> (N, 84, 84)``; the map comes from the same forward pass that produced
+the features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import torch
+from stable_baselines3.common.policies import BasePolicy
+
+OBS_SHAPE = (4, 84, 84)
+FRAME_SHAPE = (210, 160)  # rows, columns of a raw Atari frame
+
+
+class SaliencyMethod(Protocol):
+    """What every method is: ``attribute(policy, observations) -> (N, 84, 84) float32 >= 0``."""
+
+    name: str
+
+    def attribute(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor, **kwargs: Any) -> np.ndarray: ...
+
+
+_REGISTRY: dict[str, Callable[..., SaliencyMethod]] = {}
+
+
+def register(name: str) -> Callable:
+    """Class decorator adding a method to the registry under ``name``."""
+
+    def wrap(cls: Callable[..., SaliencyMethod]) -> Callable[..., SaliencyMethod]:
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def available_methods() -> list[str]:
+    _import_all()
+    return sorted(_REGISTRY)
+
+
+def get_method(name: str, **kwargs: Any) -> SaliencyMethod:
+    """A saliency method by name (``attention``, ``gradient``, ``centre_bias``, ...)."""
+    _import_all()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown saliency method {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name](**kwargs)
+
+
+def saliency(policy: BasePolicy, observations: np.ndarray | torch.Tensor, method: str = "attention",
+             **kwargs: Any) -> np.ndarray:
+    """Shortcut: ``get_method(method).attribute(policy, observations)``."""
+    return get_method(method).attribute(policy, observations, **kwargs)
+
+
+def _import_all() -> None:
+    # Methods register themselves on import; import every module that defines some.
+    import importlib
+
+    for module in ("rl_saliency.saliency.baselines", "rl_saliency.saliency.attention",
+                   "rl_saliency.saliency.methods"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+
+
+def check_observations(observations: np.ndarray | torch.Tensor) -> None:
+    """Raise a clear error unless observations are a batch ``(N, 4, 84, 84)``."""
+    shape = tuple(observations.shape)
+    if len(shape) != 4 or shape[1:] != OBS_SHAPE:
+        raise ValueError(f"saliency expects observations of shape (N, 4, 84, 84) (stacked grey frames, channels "
+                         f"first); got {shape}")
+
+
+def check_maps(maps: np.ndarray, n: int) -> np.ndarray:
+    """Assert the contract on a method's output and return it as float32."""
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.shape != (n, 84, 84):
+        raise AssertionError(f"saliency maps must have shape ({n}, 84, 84), got {maps.shape}")
+    if not np.isfinite(maps).all() or (maps < 0).any():
+        raise AssertionError("saliency maps must be finite and >= 0")
+    return maps
+
+
+def obs_to_tensor(policy: BasePolicy, observations: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Observations as the policy's float input tensor on its device (uint8 stays 0..255 here; the
+    policy's own preprocessing divides by 255)."""
+    check_observations(observations)
+    if isinstance(observations, torch.Tensor):
+        return observations.to(policy.device)
+    tensor, _ = policy.obs_to_tensor(np.asarray(observations))
+    return tensor
+
+
+def upsample_to_frame(maps: np.ndarray, shape: tuple[int, int] = FRAME_SHAPE) -> np.ndarray:
+    """Map one (84, 84) or a batch (N, 84, 84) of maps onto the (210, 160) frame, bilinearly."""
+    maps = np.asarray(maps, dtype=np.float32)
+    single = maps.ndim == 2
+    batch = maps[None] if single else maps
+    out = np.stack([cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) for m in batch])
+    out = np.maximum(out, 0.0)
+    return out[0] if single else out
