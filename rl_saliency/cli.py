@@ -27,10 +27,13 @@ class CliError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rl-saliency", description="Train Atari agents that explain themselves, score their saliency against human gaze, render videos.")
+    parser = argparse.ArgumentParser(
+        prog="rl-saliency",
+        description="Train Atari agents that explain themselves, score their saliency against human gaze, "
+        "render videos.")
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     subparsers.required = True
-    for name, module_name in COMMANDS.items():
+    for module_name in COMMANDS.values():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as err:

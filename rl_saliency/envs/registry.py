@@ -28,7 +28,8 @@ class Game:
 @lru_cache(maxsize=1)
 def _load() -> tuple[dict[str, Game], dict[str, str]]:
     if not REGISTRY_FILE.exists():
-        raise FileNotFoundError(f"game registry {REGISTRY_FILE} not found (is rl-saliency installed from its repository?)")
+        raise FileNotFoundError(f"game registry {REGISTRY_FILE} not found "
+                                f"(is rl-saliency installed from its repository?)")
     raw = yaml.safe_load(REGISTRY_FILE.read_text())
     games = {
         name: Game(name=name, ale_rom=entry["ale_rom"], gym_id=entry["gym_id"], atari_head=entry.get("atari_head"))
