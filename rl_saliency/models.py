@@ -81,3 +81,10 @@ def check_model_fits(model: BaseAlgorithm, observation_space: gym.Space, action_
     if model.action_space != action_space:
         raise ModelLoadError(f"model's action space {model.action_space} does not fit {what}'s {action_space} "
                              f"(was it trained on another game?)")
+
+
+def wrap_env_for_model(model: BaseAlgorithm, venv: Any) -> Any:
+    """Apply the env wrapper a policy needs to act in a plain Atari VecEnv (e.g. Saccader's glimpse
+    actions): a policy class may define ``wrap_env(venv) -> VecEnv``; others act on the env as is."""
+    hook = getattr(model.policy, "wrap_env", None)
+    return hook(venv) if callable(hook) else venv
