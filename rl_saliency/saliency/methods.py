@@ -1,0 +1,408 @@
+"""Post-hoc saliency for any SB3 Atari policy, on the one contract (``saliency/base.py``).
+
+Methods: ``gradient`` (Simonyan et al. 2014), ``smoothgrad`` (Smilkov et al. 2017), ``integrated_gradients``
+(Sundararajan et al. 2017), ``gradcam`` (Selvaraju et al. 2017, last conv layer) and ``perturbation``
+(Greydanus et al. 2018). They work on stock SB3 ``CnnPolicy`` (PPO, A2C: actor logits and critic value; DQN:
+Q-values) and on any features extractor of this package, because they only go through the policy's own
+``extract_features`` (which divides uint8 images by 255): gradients are taken w.r.t. the float 0..255 input.
+
+Target (``target=``): ``"action"`` (default) the logit (DQN: the Q-value) of the action the policy takes
+(greedy), an ``int`` or one action per observation, or ``"value"`` the critic's value (DQN: max Q).
+``perturbation`` also accepts ``"logits"`` (its default, as in Greydanus: the whole logit vector).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from torch import nn
+
+from rl_saliency.saliency.base import check_maps, obs_to_tensor, register
+
+Target = str | int | np.ndarray | list | torch.Tensor | None
+_ACTIVATIONS = (nn.ReLU, nn.ELU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Policy outputs and targets
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def policy_outputs(policy: BasePolicy, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable ``(logits (N, A), value (N,))`` of a policy for float observations in 0..255.
+
+    Actor-critic policies give action logits and the critic's value; DQN gives Q-values and max Q. A custom
+    policy (e.g. Saccader) can define ``saliency_outputs(obs) -> (logits, value)``.
+    """
+    custom = getattr(policy, "saliency_outputs", None)
+    if callable(custom):
+        return custom(obs)
+    if isinstance(policy, ActorCriticPolicy):
+        features = policy.extract_features(obs)
+        if policy.share_features_extractor:
+            latent_pi, latent_vf = policy.mlp_extractor(features)
+        else:
+            pi_features, vf_features = features
+            latent_pi = policy.mlp_extractor.forward_actor(pi_features)
+            latent_vf = policy.mlp_extractor.forward_critic(vf_features)
+        return policy.action_net(latent_pi), policy.value_net(latent_vf).squeeze(-1)
+    q_net = getattr(policy, "q_net", None)
+    if q_net is not None:  # DQN: the greedy action's Q-value plays the logit's role, max Q the value's
+        q_values = q_net(obs)
+        return q_values, q_values.max(dim=1).values
+    raise TypeError(f"post-hoc saliency supports SB3 actor-critic (PPO, A2C) and DQN policies; "
+                    f"{type(policy).__name__} is neither and defines no saliency_outputs(obs)")
+
+
+def resolve_target(policy: BasePolicy, obs: torch.Tensor, target: Target) -> np.ndarray | str:
+    """Fix the target once on the clean observations: ``"value"``, ``"logits"`` or one action per observation.
+
+    Noisy copies (SmoothGrad), path points (integrated gradients) and randomised networks (sanity checks) must
+    score the same action as the clean input, so ``"action"`` becomes the greedy actions here.
+    """
+    n = len(obs)
+    if target is None or (isinstance(target, str) and target == "action"):
+        with torch.no_grad():
+            logits, _ = policy_outputs(policy, obs)
+        return logits.argmax(dim=1).cpu().numpy()
+    if isinstance(target, str):
+        if target in ("value", "logits"):
+            return target
+        raise ValueError(f"unknown saliency target {target!r}; use 'action', 'value', 'logits' or an action index")
+    actions = np.asarray(target.cpu() if isinstance(target, torch.Tensor) else target).astype(np.int64).reshape(-1)
+    if actions.size == 1:
+        actions = np.full(n, int(actions[0]), dtype=np.int64)
+    if actions.size != n:
+        raise ValueError(f"target has {actions.size} actions for {n} observations")
+    n_actions = getattr(policy.action_space, "n", None)
+    if n_actions is not None and (actions.min() < 0 or actions.max() >= n_actions):
+        raise ValueError(f"target action out of range for an action space of {n_actions} actions: {actions}")
+    return actions
+
+
+def score(policy: BasePolicy, obs: torch.Tensor, target: np.ndarray | str) -> torch.Tensor:
+    """One scalar per observation: the target action's logit (or Q-value) or the value."""
+    logits, value = policy_outputs(policy, obs)
+    if isinstance(target, str):
+        if target == "value":
+            return value
+        raise ValueError(f"target {target!r} has no scalar score; gradient methods take 'action', 'value' or an int")
+    index = torch.as_tensor(target, device=logits.device).long()[:, None]
+    return logits.gather(1, index).squeeze(1)
+
+
+def input_gradient(policy: BasePolicy, obs: torch.Tensor, target: np.ndarray | str) -> torch.Tensor:
+    """d score / d input for float observations (N, 4, 84, 84); parameters get no gradient."""
+    x = obs.detach().float().requires_grad_(True)
+    with torch.enable_grad():
+        s = score(policy, x, target)
+        # Samples are independent (no batch norm), so the gradient of the sum is each sample's own gradient.
+        (grad,) = torch.autograd.grad(s.sum(), x)
+    return grad
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def _take(target: np.ndarray | str, index: slice | np.ndarray) -> np.ndarray | str:
+    return target if isinstance(target, str) else target[index]
+
+
+def reduce_channels(attribution: torch.Tensor, reduce: str) -> torch.Tensor:
+    """(N, 4, 84, 84) attributions -> (N, 84, 84) maps >= 0: abs, then max or sum over the stacked frames."""
+    if reduce == "max":
+        return attribution.abs().amax(dim=1)
+    if reduce == "sum":
+        return attribution.abs().sum(dim=1)
+    raise ValueError(f"reduce must be 'max' or 'sum', got {reduce!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Gradient methods
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _GradientMethod:
+    """Shared plumbing: prepare the input, fix the target, chunk the batch, reduce channels."""
+
+    name = "gradient"
+
+    def __init__(self, target: Target = "action", reduce: str = "max", batch_size: int = 64):
+        if reduce not in ("max", "sum"):
+            raise ValueError(f"reduce must be 'max' or 'sum', got {reduce!r}")
+        self.target = target
+        self.reduce = reduce
+        self.batch_size = batch_size
+
+    def attributions(self, policy: BasePolicy, obs: torch.Tensor, target: np.ndarray | str) -> torch.Tensor:
+        """Signed per-pixel attributions (N, 4, 84, 84)."""
+        raise NotImplementedError
+
+    def _run(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor, target: Target) -> torch.Tensor:
+        policy.set_training_mode(False)
+        obs = obs_to_tensor(policy, observations).float()
+        fixed = resolve_target(policy, obs, self.target if target is None else target)
+        parts = [self.attributions(policy, obs[s], _take(fixed, s)) for s in _chunks(len(obs), self.batch_size)]
+        return torch.cat(parts).detach()
+
+    def attribute(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor, target: Target = None,
+                  **_: Any) -> np.ndarray:
+        attribution = self._run(policy, observations, target)
+        return check_maps(reduce_channels(attribution, self.reduce).cpu().numpy(), len(attribution))
+
+    def signed_attribute(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor,
+                         target: Target = None) -> np.ndarray:
+        """Signed maps (N, 84, 84), summed over the stacked frames (for the signed rank correlation)."""
+        return self._run(policy, observations, target).sum(dim=1).cpu().numpy().astype(np.float32)
+
+
+@register("gradient")
+class Gradient(_GradientMethod):
+    """|d score / d input| (vanilla gradient, Simonyan et al.)."""
+
+    name = "gradient"
+
+    def attributions(self, policy: BasePolicy, obs: torch.Tensor, target: np.ndarray | str) -> torch.Tensor:
+        return input_gradient(policy, obs, target)
+
+
+@register("smoothgrad")
+class SmoothGrad(_GradientMethod):
+    """Mean gradient over ``n_samples`` copies with Gaussian noise of ``noise_level`` x the 0..255 input range."""
+
+    name = "smoothgrad"
+
+    def __init__(self, n_samples: int = 20, noise_level: float = 0.15, seed: int = 0, **kwargs: Any):
+        super().__init__(**kwargs)
+        if n_samples < 1:
+            raise ValueError(f"smoothgrad needs n_samples >= 1, got {n_samples}")
+        self.n_samples = n_samples
+        self.sigma = noise_level * 255.0
+        self.seed = seed
+
+    def attributions(self, policy: BasePolicy, obs: torch.Tensor, target: np.ndarray | str) -> torch.Tensor:
+        generator = torch.Generator(device=obs.device).manual_seed(self.seed)
+        n = len(obs)
+        # All noisy copies of the chunk go through the network together: (n_samples * n, 4, 84, 84).
+        noisy = obs.repeat(self.n_samples, 1, 1, 1)
+        noisy = noisy + self.sigma * torch.randn(noisy.shape, generator=generator, device=obs.device)
+        repeated = target if isinstance(target, str) else np.tile(target, self.n_samples)
+        grads = torch.cat([input_gradient(policy, noisy[s], _take(repeated, s))
+                           for s in _chunks(len(noisy), self.batch_size)])
+        # The mean of the signed gradients (Smilkov et al.); attribute() then takes its absolute value.
+        return grads.view(self.n_samples, n, *obs.shape[1:]).mean(dim=0)
+
+
+@register("integrated_gradients")
+class IntegratedGradients(_GradientMethod):
+    """(input - baseline) x the mean gradient along the straight path from a black frame (``n_steps``,
+    midpoint Riemann sum)."""
+
+    name = "integrated_gradients"
+
+    def __init__(self, n_steps: int = 32, baseline: float = 0.0, **kwargs: Any):
+        super().__init__(**kwargs)
+        if n_steps < 1:
+            raise ValueError(f"integrated_gradients needs n_steps >= 1, got {n_steps}")
+        self.n_steps = n_steps
+        self.baseline = baseline
+
+    def attributions(self, policy: BasePolicy, obs: torch.Tensor, target: np.ndarray | str) -> torch.Tensor:
+        n = len(obs)
+        alphas = (torch.arange(self.n_steps, device=obs.device, dtype=obs.dtype) + 0.5) / self.n_steps
+        baseline = torch.full_like(obs, self.baseline)
+        path = baseline[None] + alphas[:, None, None, None, None] * (obs - baseline)[None]  # (steps, n, 4, 84, 84)
+        path = path.reshape(self.n_steps * n, *obs.shape[1:])
+        repeated = target if isinstance(target, str) else np.tile(target, self.n_steps)
+        grads = torch.cat([input_gradient(policy, path[s], _take(repeated, s))
+                           for s in _chunks(len(path), self.batch_size)])
+        return (obs - baseline) * grads.view(self.n_steps, n, *obs.shape[1:]).mean(dim=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Grad-CAM
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def target_extractor(policy: BasePolicy, target: np.ndarray | str) -> nn.Module:
+    """The features extractor that computes the target: the critic's for 'value', else the actor's (or q_net's)."""
+    if isinstance(policy, ActorCriticPolicy):
+        return policy.vf_features_extractor if isinstance(target, str) and target == "value" \
+            else policy.pi_features_extractor
+    q_net = getattr(policy, "q_net", None)
+    if q_net is not None:
+        return q_net.features_extractor
+    return policy  # custom policies: search the whole policy
+
+
+def last_conv_layer(module: nn.Module) -> tuple[str, nn.Module, nn.Module | None]:
+    """(name, last Conv2d, the activation module right after it or None)."""
+    named = list(module.named_modules())
+    convs = [i for i, (_, m) in enumerate(named) if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"gradcam needs a convolutional layer; {type(module).__name__} has none")
+    i = convs[-1]
+    activation = named[i + 1][1] if i + 1 < len(named) and isinstance(named[i + 1][1], _ACTIVATIONS) else None
+    return named[i][0], named[i][1], activation
+
+
+@register("gradcam")
+class GradCAM:
+    """ReLU(sum_c mean_spatial(d score / d A_c) A_c) at the last conv layer (after its activation), upsampled
+    bilinearly to 84x84."""
+
+    name = "gradcam"
+
+    def __init__(self, target: Target = "action", batch_size: int = 64):
+        self.target = target
+        self.batch_size = batch_size
+
+    def _cam(self, policy: BasePolicy, obs: torch.Tensor, target: np.ndarray | str) -> torch.Tensor:
+        _, conv, activation = last_conv_layer(target_extractor(policy, target))
+        captured: dict[str, torch.Tensor] = {}
+        armed = [False]
+
+        def on_conv(_m: nn.Module, _i: Any, out: torch.Tensor) -> None:
+            captured["A"] = out
+            armed[0] = activation is not None
+
+        def on_activation(_m: nn.Module, _i: Any, out: torch.Tensor) -> None:
+            # An activation instance may be shared by several layers: take only the call right after the conv.
+            if armed[0]:
+                captured["A"] = out
+                armed[0] = False
+
+        handles = [conv.register_forward_hook(on_conv)]
+        if activation is not None:
+            handles.append(activation.register_forward_hook(on_activation))
+        try:
+            with torch.enable_grad():
+                s = score(policy, obs.detach().float(), target)
+                feature_maps = captured["A"]
+                (grad,) = torch.autograd.grad(s.sum(), feature_maps)
+        finally:
+            for handle in handles:
+                handle.remove()
+        weights = grad.mean(dim=(2, 3), keepdim=True)
+        cam = (weights * feature_maps).sum(dim=1, keepdim=True).detach()
+        return F.interpolate(cam, size=obs.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+    def _run(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor, target: Target) -> torch.Tensor:
+        policy.set_training_mode(False)
+        obs = obs_to_tensor(policy, observations).float()
+        fixed = resolve_target(policy, obs, self.target if target is None else target)
+        return torch.cat([self._cam(policy, obs[s], _take(fixed, s)) for s in _chunks(len(obs), self.batch_size)])
+
+    def attribute(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor, target: Target = None,
+                  **_: Any) -> np.ndarray:
+        cam = self._run(policy, observations, target)
+        return check_maps(cam.clamp_min(0).cpu().numpy(), len(cam))
+
+    def signed_attribute(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor,
+                         target: Target = None) -> np.ndarray:
+        """The map before the ReLU."""
+        return self._run(policy, observations, target).cpu().numpy().astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Perturbation (Greydanus et al.)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def grid_centres(size: int, stride: int) -> np.ndarray:
+    """Mask centres every ``stride`` pixels from 0, plus the last pixel, so the grid reaches the far edge
+    (the original code left the last row/column of the score grid empty)."""
+    if stride < 1:
+        raise ValueError(f"perturbation stride must be >= 1, got {stride}")
+    centres = np.arange(0, size, stride)
+    if centres[-1] != size - 1:
+        centres = np.append(centres, size - 1)
+    return centres
+
+
+@lru_cache(maxsize=8)
+def blob_masks(size: int, stride: int, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, masks (len(rows) * len(cols), size, size)): Gaussian blobs of peak 1 on the grid."""
+    rows = cols = grid_centres(size, stride)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    masks = np.stack([np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2.0 * sigma**2)) for r in rows for c in cols])
+    return rows, cols, masks.astype(np.float32)
+
+
+def interpolate_grid(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear interpolation of a score grid sampled at (rows, cols) onto every pixel of a size x size map."""
+    pixels = np.arange(size)
+    along_rows = np.stack([np.interp(pixels, rows, grid[:, j]) for j in range(grid.shape[1])], axis=1)
+    return np.stack([np.interp(pixels, cols, along_rows[i]) for i in range(size)]).astype(np.float32)
+
+
+@register("perturbation")
+class Perturbation:
+    """Greydanus et al.: blur a Gaussian blob of the input, I' = I (1 - M) + blur(I) M, and score
+    0.5 ||L(I) - L(I')||^2, where L is the logit vector (``target='logits'``, default), one action's logit, or
+    the critic's value. All perturbed copies go through the network in batches of ``batch_size``."""
+
+    name = "perturbation"
+
+    def __init__(self, target: Target = "logits", stride: int = 5, sigma: float = 5.0, blur_sigma: float = 3.0,
+                 batch_size: int = 512):
+        grid_centres(84, stride)  # validates the stride
+        self.target = target
+        self.stride = stride
+        self.sigma = sigma
+        self.blur_sigma = blur_sigma
+        self.batch_size = batch_size
+
+    def _outputs(self, policy: BasePolicy, obs: torch.Tensor, target: np.ndarray | str) -> torch.Tensor:
+        logits, value = policy_outputs(policy, obs)
+        if isinstance(target, str):
+            return logits if target == "logits" else value[:, None]
+        return logits.gather(1, torch.as_tensor(target, device=logits.device).long()[:, None])
+
+    def score_grid(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor,
+                   target: Target = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, cols, scores (N, len(rows), len(cols))) before upsampling."""
+        policy.set_training_mode(False)
+        obs = obs_to_tensor(policy, observations).float()
+        fixed = resolve_target(policy, obs, self.target if target is None else target)
+        n, size = len(obs), obs.shape[-1]
+        rows, cols, masks_np = blob_masks(size, self.stride, self.sigma)
+        masks = torch.as_tensor(masks_np, device=obs.device)[:, None]  # (K, 1, size, size)
+        k = len(masks)
+        blurred_np = gaussian_filter(obs.cpu().numpy(), sigma=(0, 0, self.blur_sigma, self.blur_sigma))
+        blurred = torch.as_tensor(blurred_np, device=obs.device)
+        with torch.no_grad():
+            clean = self._outputs(policy, obs, fixed)
+            scores = torch.empty(n * k, device=obs.device)
+            # Flattened (observation, mask) pairs, built chunk by chunk so memory stays at batch_size copies.
+            for s in _chunks(n * k, self.batch_size):
+                pair = torch.arange(s.start, s.stop, device=obs.device)
+                i, m = pair // k, pair % k
+                perturbed = obs[i] + (blurred[i] - obs[i]) * masks[m]
+                out = self._outputs(policy, perturbed, _take(fixed, i.cpu().numpy()))
+                scores[s] = 0.5 * (clean[i] - out).pow(2).sum(dim=1)
+        return rows, cols, scores.view(n, len(rows), len(cols)).cpu().numpy()
+
+    def attribute(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor, target: Target = None,
+                  **_: Any) -> np.ndarray:
+        rows, cols, grids = self.score_grid(policy, observations, target)
+        size = observations.shape[-1]
+        maps = np.stack([interpolate_grid(g, rows, cols, size) for g in grids])
+        return check_maps(np.maximum(maps, 0.0), len(maps))
+
+    def signed_attribute(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor,
+                         target: Target = None) -> np.ndarray:
+        """Scores are squared distances, so signed and absolute maps coincide."""
+        return self.attribute(policy, observations, target)
+
+
+POST_HOC_METHODS = ("gradient", "smoothgrad", "integrated_gradients", "gradcam", "perturbation")
