@@ -15,4 +15,4 @@ class DataError(ValueError):
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    UnknownGameError, ModelLoadError, SpecError, DataError, FileNotFoundError)
+    UnknownGameError, ModelLoadError, SpecError, DataError, FileNotFoundError, FileExistsError)

@@ -1,0 +1,120 @@
+"""``rl-saliency evaluate``: play whole games (no life-loss ends, raw scores) and summarise the scores."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from tqdm.auto import tqdm
+
+from rl_saliency import io
+from rl_saliency.envs import BACKENDS, make_atari_vec_env, resolve_game
+from rl_saliency.envs.atari import DEFAULT_MAX_FRAMES
+from rl_saliency.errors import SpecError
+from rl_saliency.models import check_model_fits, load_model, wrap_env_for_model
+
+
+def run_config(model_path: str | Path) -> dict[str, Any] | None:
+    """The ``config.yaml`` of the run a model belongs to (model.zip or checkpoints/ckpt_*.zip), if any."""
+    model_path = Path(model_path)
+    for folder in (model_path.parent, model_path.parent.parent):
+        config = folder / "config.yaml"
+        if config.exists():
+            return yaml.safe_load(config.read_text())
+    return None
+
+
+def game_for_model(model_path: str | Path, game: str | None) -> str:
+    """``--game`` when given, else the game of the model's run folder."""
+    if game:
+        return resolve_game(game).name
+    config = run_config(model_path)
+    if config and config.get("game"):
+        return config["game"]
+    raise SpecError(f"no run config.yaml next to {model_path} tells the game; pass --game")
+
+
+def evaluate(model_path: str | Path, game: str | None = None, episodes: int = 10, seed: int = 0,
+             out: str | Path | None = None, backend: str = "ale", deterministic: bool = False,
+             n_envs: int | None = None, max_frames: int = DEFAULT_MAX_FRAMES, device: str = "auto",
+             progress: bool = True) -> dict[str, float]:
+    """Play ``episodes`` whole games; returns mean/std/min/max of score and length (emulator frames)."""
+    game = game_for_model(model_path, game)
+    model = load_model(model_path, device=device)
+    n_envs = n_envs or min(episodes, 4)
+    venv = make_atari_vec_env(game, n_envs, seed=seed, backend=backend, training=False, max_frames=max_frames)
+    venv = wrap_env_for_model(model, venv)
+    check_model_fits(model, venv.observation_space, venv.action_space, what=f"game {game!r}")
+    # Each env plays its share of the games so that the sample is not biased to short games.
+    targets = np.array([(episodes + i) // n_envs for i in range(n_envs)])
+    counts = np.zeros(n_envs, dtype=int)
+    records: list[dict[str, Any]] = []
+    obs = venv.reset()
+    bar = tqdm(total=episodes, unit="game", desc=f"evaluate {game}", disable=not progress)
+    while (counts < targets).any():
+        actions, _ = model.predict(obs, deterministic=deterministic)
+        obs, _, _, infos = venv.step(actions)
+        for i, info in enumerate(infos):
+            if "episode" in info and counts[i] < targets[i]:
+                records.append({"env": i, "score": info["episode"]["r"], "length": info["episode"]["l"]})
+                counts[i] += 1
+                bar.update(1)
+    bar.close()
+    venv.close()
+    table = pd.DataFrame(records)
+    summary = {"game": game, "episodes": len(table), "deterministic": deterministic, "model": str(model_path)}
+    for column in ("score", "length"):
+        values = table[column].to_numpy(dtype=float)
+        summary.update({f"{column}_mean": float(values.mean()), f"{column}_std": float(values.std()),
+                        f"{column}_min": float(values.min()), f"{column}_max": float(values.max())})
+    if out:
+        out = Path(out)
+        io.write_csv(out / "episodes.csv", table)
+        io.write_json(out / "evaluation.json", summary)
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    return (f"{summary['game']}: {summary['episodes']} games\n"
+            f"  score  mean {summary['score_mean']:.1f}  std {summary['score_std']:.1f}  "
+            f"min {summary['score_min']:.0f}  max {summary['score_max']:.0f}\n"
+            f"  length mean {summary['length_mean']:.0f}  std {summary['length_std']:.0f}  "
+            f"min {summary['length_min']:.0f}  max {summary['length_max']:.0f} (emulator frames)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="play whole games with a model and summarise the scores",
+        description="Play whole games (no life-loss ends, unclipped scores) with any SB3 PPO, A2C or DQN Atari "
+                    "model zip, print and write the mean, std, min and max of score and length.",
+        epilog="example: rl-saliency evaluate --model runs/fls_breakout/model.zip --episodes 10")
+    parser.add_argument("--model", required=True, help="model zip")
+    parser.add_argument("--game", default=None, help="game (default: from the model's run folder)")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="folder for evaluation.json and episodes.csv "
+                        "(default: <run folder>/eval when the model is in a run folder)")
+    parser.add_argument("--backend", choices=BACKENDS, default="ale")
+    parser.add_argument("--deterministic", action="store_true", help="greedy actions (default: sample, as rl-zoo "
+                        "does for Atari)")
+    parser.add_argument("--n-envs", type=int, default=None, help="games played in parallel (default: up to 4)")
+    parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, help="emulator frames per game cap")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    out = args.out
+    if out is None and run_config(args.model) is not None:
+        out = Path(args.model).parent / "eval"
+    summary = evaluate(args.model, game=args.game, episodes=args.episodes, seed=args.seed, out=out,
+                       backend=args.backend, deterministic=args.deterministic, n_envs=args.n_envs,
+                       max_frames=args.max_frames, device=args.device)
+    print(format_summary(summary))
+    if out:
+        print(f"written: {Path(out) / 'evaluation.json'}")
+    return 0
