@@ -100,12 +100,18 @@ def score(policy: BasePolicy, obs: torch.Tensor, target: np.ndarray | str) -> to
 
 def input_gradient(policy: BasePolicy, obs: torch.Tensor, target: np.ndarray | str) -> torch.Tensor:
     """d score / d input for float observations (N, 4, 84, 84); parameters get no gradient."""
-    x = obs.detach().float().requires_grad_(True)
+    x = obs.detach().requires_grad_(True)
     with torch.enable_grad():
         s = score(policy, x, target)
         # Samples are independent (no batch norm), so the gradient of the sum is each sample's own gradient.
         (grad,) = torch.autograd.grad(s.sum(), x)
     return grad
+
+
+def _float_input(policy: BasePolicy, observations: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Observations as a float tensor in 0..255 (uint8 becomes float32; float64 stays, for exact checks)."""
+    obs = obs_to_tensor(policy, observations)
+    return obs if obs.is_floating_point() else obs.float()
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:
@@ -149,7 +155,7 @@ class _GradientMethod:
 
     def _run(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor, target: Target) -> torch.Tensor:
         policy.set_training_mode(False)
-        obs = obs_to_tensor(policy, observations).float()
+        obs = _float_input(policy, observations)
         fixed = resolve_target(policy, obs, self.target if target is None else target)
         parts = [self.attributions(policy, obs[s], _take(fixed, s)) for s in _chunks(len(obs), self.batch_size)]
         return torch.cat(parts).detach()
@@ -244,15 +250,30 @@ def target_extractor(policy: BasePolicy, target: np.ndarray | str) -> nn.Module:
     return policy  # custom policies: search the whole policy
 
 
-def last_conv_layer(module: nn.Module) -> tuple[str, nn.Module, nn.Module | None]:
-    """(name, last Conv2d, the activation module right after it or None)."""
+def last_conv_layer(module: nn.Module, layer: str | None = None) -> tuple[str, nn.Module, nn.Module | None]:
+    """(name, layer to read A from, the activation module right after it or None).
+
+    Default: the last ``Conv2d`` of the extractor's ``trunk`` when it has one (this package's attention
+    extractors: their attention branch has convs too, but the features are the trunk's) or of the whole module.
+    ``layer`` names a module (``module.named_modules()`` name) to use instead.
+    """
     named = list(module.named_modules())
+    if layer is not None:
+        names = dict(named)
+        if layer not in names:
+            convs = [n for n, m in named if isinstance(m, nn.Conv2d)]
+            raise ValueError(f"gradcam layer {layer!r} not found in {type(module).__name__}; conv layers: {convs}")
+        return layer, names[layer], None
+    trunk = getattr(module, "trunk", None)
+    prefix = "trunk." if isinstance(trunk, nn.Module) else ""
+    search = trunk if isinstance(trunk, nn.Module) else module
+    named = list(search.named_modules())
     convs = [i for i, (_, m) in enumerate(named) if isinstance(m, nn.Conv2d)]
     if not convs:
         raise ValueError(f"gradcam needs a convolutional layer; {type(module).__name__} has none")
     i = convs[-1]
     activation = named[i + 1][1] if i + 1 < len(named) and isinstance(named[i + 1][1], _ACTIVATIONS) else None
-    return named[i][0], named[i][1], activation
+    return prefix + named[i][0], named[i][1], activation
 
 
 @register("gradcam")
@@ -262,12 +283,13 @@ class GradCAM:
 
     name = "gradcam"
 
-    def __init__(self, target: Target = "action", batch_size: int = 64):
+    def __init__(self, target: Target = "action", layer: str | None = None, batch_size: int = 64):
         self.target = target
+        self.layer = layer
         self.batch_size = batch_size
 
     def _cam(self, policy: BasePolicy, obs: torch.Tensor, target: np.ndarray | str) -> torch.Tensor:
-        _, conv, activation = last_conv_layer(target_extractor(policy, target))
+        _, conv, activation = last_conv_layer(target_extractor(policy, target), self.layer)
         captured: dict[str, torch.Tensor] = {}
         armed = [False]
 
@@ -286,7 +308,7 @@ class GradCAM:
             handles.append(activation.register_forward_hook(on_activation))
         try:
             with torch.enable_grad():
-                s = score(policy, obs.detach().float(), target)
+                s = score(policy, obs.detach(), target)
                 feature_maps = captured["A"]
                 (grad,) = torch.autograd.grad(s.sum(), feature_maps)
         finally:
@@ -298,7 +320,7 @@ class GradCAM:
 
     def _run(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor, target: Target) -> torch.Tensor:
         policy.set_training_mode(False)
-        obs = obs_to_tensor(policy, observations).float()
+        obs = _float_input(policy, observations)
         fixed = resolve_target(policy, obs, self.target if target is None else target)
         return torch.cat([self._cam(policy, obs[s], _take(fixed, s)) for s in _chunks(len(obs), self.batch_size)])
 
@@ -372,7 +394,7 @@ class Perturbation:
                    target: Target = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, cols, scores (N, len(rows), len(cols))) before upsampling."""
         policy.set_training_mode(False)
-        obs = obs_to_tensor(policy, observations).float()
+        obs = _float_input(policy, observations)
         fixed = resolve_target(policy, obs, self.target if target is None else target)
         n, size = len(obs), obs.shape[-1]
         rows, cols, masks_np = blob_masks(size, self.stride, self.sigma)
