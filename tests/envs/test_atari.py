@@ -1,0 +1,112 @@
+"""Both env backends: same preprocessing, clipped training rewards, true game scores, seeding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rl_saliency.envs import UnknownGameError, make_atari_vec_env, resolve_game
+
+BACKENDS = ["ale", "sb3"]
+
+
+def _play(venv, steps: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    obs = venv.reset()
+    history = {"obs": [obs], "rewards": [], "dones": [], "infos": []}
+    for _ in range(steps):
+        obs, rewards, dones, infos = venv.step(rng.integers(0, venv.action_space.n, venv.num_envs))
+        history["obs"].append(obs)
+        history["rewards"].append(rewards)
+        history["dones"].append(dones)
+        history["infos"].append(infos)
+    return history
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_observations_shape_dtype_range(backend):
+    venv = make_atari_vec_env("breakout", 2, seed=0, backend=backend)
+    history = _play(venv, 20)
+    venv.close()
+    obs = np.stack(history["obs"])
+    assert venv.observation_space.shape == (4, 84, 84)
+    assert obs.shape == (21, 2, 4, 84, 84) and obs.dtype == np.uint8
+    assert 0 < obs.max() <= 255 and obs.min() >= 0
+    # Frames are stacked oldest to newest: the stack shifts by one frame each step.
+    np.testing.assert_array_equal(obs[5, :, :3], obs[4, :, 1:])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_training_clips_rewards_but_reports_true_scores(backend):
+    # Ms. Pac-Man pellets are worth 10: clipped rewards are 1, the episode score is the real one.
+    venv = make_atari_vec_env("ms_pacman", 2, seed=1, backend=backend, training=True, max_frames=1600)
+    history = _play(venv, 450)
+    venv.close()
+    rewards = np.stack(history["rewards"])
+    assert set(np.unique(rewards)) <= {-1.0, 0.0, 1.0}
+    clipped_sum = np.zeros(2)
+    episodes = []
+    for step_rewards, infos in zip(history["rewards"], history["infos"], strict=True):
+        clipped_sum += step_rewards
+        for i, info in enumerate(infos):
+            if "episode" in info:
+                episodes.append((info["episode"]["r"], clipped_sum[i]))
+                clipped_sum[i] = 0
+    assert episodes, "no game ended within the frame cap"
+    assert all(score >= 10 * clipped and score > 0 for score, clipped in episodes)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_evaluation_mode_raw_rewards_and_whole_games(backend):
+    venv = make_atari_vec_env("ms_pacman", 2, seed=2, backend=backend, training=False, max_frames=1600)
+    history = _play(venv, 450)
+    venv.close()
+    rewards = np.stack(history["rewards"])
+    assert rewards.max() >= 10  # raw points
+    raw_sum = np.zeros(2)
+    for step_rewards, dones, infos in zip(history["rewards"], history["dones"], history["infos"], strict=True):
+        raw_sum += step_rewards
+        for i, info in enumerate(infos):
+            assert dones[i] == ("episode" in info)  # every episode end is a game end
+            if dones[i]:
+                assert info["episode"]["r"] == pytest.approx(raw_sum[i])
+                assert info["terminal_observation"].shape == (4, 84, 84)
+                raw_sum[i] = 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_life_loss_ends_training_episodes_not_games(backend):
+    venv = make_atari_vec_env("breakout", 2, seed=3, backend=backend, training=True)
+    history = _play(venv, 600)
+    venv.close()
+    n_dones = int(np.stack(history["dones"]).sum())
+    n_games = sum("episode" in info for infos in history["infos"] for info in infos)
+    assert n_games >= 1
+    assert n_dones >= 4 * n_games  # Breakout has 5 lives
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_seeding_is_reproducible(backend):
+    runs = []
+    for _ in range(2):
+        venv = make_atari_vec_env("breakout", 2, seed=7, backend=backend)
+        runs.append(np.stack(_play(venv, 60, seed=5)["obs"]))
+        venv.close()
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_registry_resolves_names_and_ids():
+    assert resolve_game("breakout").gym_id == "BreakoutNoFrameskip-v4"
+    assert resolve_game("MsPacmanNoFrameskip-v4").name == "ms_pacman"
+    assert resolve_game("ALE/SpaceInvaders-v5").name == "space_invaders"
+    assert resolve_game("ms_pacman").atari_head == "ms_pacman"
+
+
+def test_unknown_game_lists_close_matches():
+    with pytest.raises(UnknownGameError, match="breakout"):
+        resolve_game("breakot")
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="backend"):
+        make_atari_vec_env("breakout", 1, backend="gpu")
