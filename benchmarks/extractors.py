@@ -1,0 +1,153 @@
+"""Features extractors: PPO training throughput relative to NatureCNN, and the cost of reading attention.
+
+Run by hand, e.g.::
+
+    python benchmarks/extractors.py --game breakout --n-envs 8 --n-steps 128 --iterations 2 --repeats 3
+    python benchmarks/extractors.py --agents nature,fls_dense --n-steps 16 --iterations 1   # dense is slow on CPU
+
+1. Throughput: each agent spec (same PPO recipe, only the extractor differs) trains for ``iterations``
+   rollouts of ``n_steps x n_envs`` agent steps on the real Atari env; agents run round-robin ``repeats``
+   times (so machine load drifts hit all alike) and the median steps/s is compared with NatureCNN's.
+2. Readout cost: on a batch of observations, the policy's forward pass alone vs the same pass plus
+   ``project_attention`` (84x84) and plus the (210, 160) frame maps; the post-hoc ``gradient`` method
+   is timed alongside for scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rl_saliency.agents import load_spec
+from rl_saliency.envs import make_atari_vec_env
+from rl_saliency.saliency import get_method
+
+DEFAULT_AGENTS = "nature,fls_sparse,fls_sparse_pool,daqn,rsppo"
+
+
+def train_throughput(agent: str, game: str, n_envs: int, n_steps: int, iterations: int, seed: int) -> float:
+    """Agent steps per second of ``model.learn`` (env stepping + PPO updates), model building excluded."""
+    spec = load_spec(agent)
+    venv = make_atari_vec_env(game, n_envs=n_envs, seed=seed)
+    batch = min(spec.hyperparams.get("batch_size", 256), n_steps * n_envs)
+    model = spec.build_model(venv, seed=seed, device="cpu", n_steps=n_steps, batch_size=batch)
+    total = iterations * n_steps * n_envs
+    start = time.perf_counter()
+    model.learn(total_timesteps=total)
+    elapsed = time.perf_counter() - start
+    venv.close()
+    return total / elapsed
+
+
+def _best_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def readout_cost(agent: str, game: str, batch: int, repeats: int, seed: int) -> dict[str, float]:
+    """Seconds per batch: forward, forward + 84x84 projection, + 210x160 frames, and the gradient method."""
+    spec = load_spec(agent)
+    venv = make_atari_vec_env(game, n_envs=1, seed=seed)
+    model = spec.build_model(venv, seed=seed, device="cpu")
+    venv.close()
+    policy = model.policy
+    policy.set_training_mode(False)
+    obs = np.random.default_rng(seed).integers(0, 256, size=(batch, 4, 84, 84), dtype=np.uint8)
+    obs_t = policy.obs_to_tensor(obs)[0]
+    extractor = policy.features_extractor
+    has_attention = hasattr(extractor, "project_attention")
+
+    def forward():
+        with torch.no_grad():
+            policy.get_distribution(obs_t)
+
+    def forward_projected():
+        with torch.no_grad():
+            policy.get_distribution(obs_t)
+            extractor.project_attention(extractor.last_attention)
+
+    def forward_frames():
+        with torch.no_grad():
+            policy.get_distribution(obs_t)
+            extractor.frame_attention(extractor.last_attention)
+
+    out = {"forward": _best_time(forward, repeats)}
+    if has_attention:
+        out["forward+project"] = _best_time(forward_projected, repeats)
+        out["forward+frames"] = _best_time(forward_frames, repeats)
+    gradient = get_method("gradient")
+    out["gradient"] = _best_time(lambda: gradient.attribute(policy, obs), repeats)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--agents", default=DEFAULT_AGENTS, help="comma-separated spec names; nature first")
+    parser.add_argument("--game", default="breakout")
+    parser.add_argument("--n-envs", type=int, default=8)
+    parser.add_argument("--n-steps", type=int, default=128, help="rollout length per env (rl-zoo: 128)")
+    parser.add_argument("--iterations", type=int, default=2, help="PPO rollouts+updates per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="round-robin rounds (median taken)")
+    parser.add_argument("--batch", type=int, default=32, help="observations per readout-cost batch")
+    parser.add_argument("--skip-train", action="store_true", help="only measure the readout cost")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: best on a small shared CPU, "
+                        "where more threads oversubscribe the cores)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
+    args = parser.parse_args()
+    agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+    if agents[0] != "nature":
+        agents.insert(0, "nature")
+    torch.set_num_threads(args.threads)
+    print(f"torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}, load average {os.getloadavg()}")
+
+    results: dict[str, dict] = {"args": vars(args) | {"out": str(args.out)}, "train": {}, "readout": {}}
+    if not args.skip_train:
+        speeds: dict[str, list[float]] = {a: [] for a in agents}
+        runs = [(r, a) for r in range(args.repeats) for a in agents]
+        for _, agent in tqdm(runs, desc="train throughput"):
+            speeds[agent].append(train_throughput(agent, args.game, args.n_envs, args.n_steps, args.iterations,
+                                                  args.seed))
+        base = statistics.median(speeds["nature"])
+        print(f"\nPPO training, {args.game}, {args.n_envs} envs x {args.n_steps} steps x {args.iterations} "
+              f"iterations, {args.repeats} rounds (median)")
+        print("| agent | agent steps/s | vs NatureCNN | runs |\n|---|---|---|---|")
+        for agent in agents:
+            median = statistics.median(speeds[agent])
+            results["train"][agent] = {"steps_per_s": median, "ratio": median / base, "runs": speeds[agent]}
+            runs_txt = ", ".join(f"{s:.0f}" for s in speeds[agent])
+            print(f"| {agent} | {median:.0f} | {median / base:.2f}x | {runs_txt} |")
+
+    print(f"\nReading the attention map, batch of {args.batch} observations (ms per batch, best of 5)")
+    print("| agent | forward | + project 84x84 | + frames 210x160 | readout overhead | gradient method |")
+    print("|---|---|---|---|---|---|")
+    for agent in tqdm(agents, desc="readout cost"):
+        cost = readout_cost(agent, args.game, args.batch, repeats=5, seed=args.seed)
+        results["readout"][agent] = cost
+        ms = {k: f"{1000 * v:.1f}" for k, v in cost.items()}
+        overhead = (f"{100 * (cost['forward+project'] / cost['forward'] - 1):+.1f} %"
+                    if "forward+project" in cost else "n/a")
+        print(f"| {agent} | {ms['forward']} | {ms.get('forward+project', 'n/a')} | "
+              f"{ms.get('forward+frames', 'n/a')} | {overhead} | {ms['gradient']} |")
+
+    if args.out:
+        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+        tmp.write_text(json.dumps(results, indent=2))
+        os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()
