@@ -1,0 +1,343 @@
+"""``rl-saliency render``: saliency-overlay videos of an agent playing, or of a human Atari-HEAD trial.
+
+The saliency map (84x84, any method on the contract) is upsampled onto the original 210x160 RGB frame,
+coloured with a jet colour map and alpha-blended where it is high; the frame is enlarged for viewing and a
+HUD shows step, action, value and score. Maps are scaled by a running (or global) maximum, not per frame, so
+the overlay does not flicker. MP4 is H.264 through imageio-ffmpeg's bundled ffmpeg (plays in browsers and
+common players); without it OpenCV writes H.264 ('avc1') where its build can, else MPEG-4 ('mp4v').
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from tqdm.auto import tqdm
+
+from rl_saliency import io
+from rl_saliency.saliency.base import FRAME_SHAPE, get_method, upsample_to_frame
+
+HUD_ROWS = 12  # HUD height in frame pixels (times the scale)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Drawing
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class MaxNormaliser:
+    """Scale maps into [0, 1] by the largest value seen so far (``running``) or a fixed ``peak`` (global)."""
+
+    def __init__(self, peak: float = 0.0):
+        self.peak = float(peak)
+
+    def __call__(self, saliency: np.ndarray) -> np.ndarray:
+        self.peak = max(self.peak, float(saliency.max()))
+        return np.clip(saliency / self.peak, 0.0, 1.0) if self.peak > 0 else np.zeros_like(saliency)
+
+
+def overlay(frame_rgb: np.ndarray, saliency01: np.ndarray, scale: int = 4, alpha: float = 0.6) -> np.ndarray:
+    """The RGB frame (210, 160, 3) enlarged ``scale`` times, with a saliency map in [0, 1] at the frame's
+    resolution blended on as a jet heat map (opaque where salient). Returns RGB uint8."""
+    height, width = frame_rgb.shape[0] * scale, frame_rgb.shape[1] * scale
+    big = cv2.resize(frame_rgb, (width, height), interpolation=cv2.INTER_NEAREST).astype(np.float32)
+    s = cv2.resize(saliency01.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.applyColorMap((np.clip(s, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB).astype(np.float32)
+    weight = (alpha * s)[..., None]
+    return (big * (1.0 - weight) + heat * weight).clip(0, 255).astype(np.uint8)
+
+
+def draw_gaze(frame_rgb: np.ndarray, gaze_xy: np.ndarray, scale: int = 4) -> np.ndarray:
+    """The RGB frame enlarged, with human gaze samples (x = column, y = row, frame pixels) as dots."""
+    height, width = frame_rgb.shape[0] * scale, frame_rgb.shape[1] * scale
+    big = cv2.resize(frame_rgb, (width, height), interpolation=cv2.INTER_NEAREST)
+    for x, y in np.asarray(gaze_xy, dtype=np.float64).reshape(-1, 2):
+        if 0 <= x < frame_rgb.shape[1] and 0 <= y < frame_rgb.shape[0]:
+            cv2.circle(big, (int(x * scale), int(y * scale)), max(2, scale), (0, 255, 0), -1, cv2.LINE_AA)
+    return big
+
+
+def hud(width: int, text: str, scale: int = 4) -> np.ndarray:
+    """A black strip ``HUD_ROWS * scale`` high with one line of white text."""
+    strip = np.zeros((HUD_ROWS * scale, width, 3), dtype=np.uint8)
+    font_scale = 0.12 * scale
+    cv2.putText(strip, text, (2 * scale, int(HUD_ROWS * scale * 0.72)), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                (255, 255, 255), max(1, scale // 3), cv2.LINE_AA)
+    return strip
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence C-level stderr (ffmpeg's messages while OpenCV probes an encoder it does not have)."""
+    saved = os.dup(2)
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _default_permissions(path: Path) -> None:
+    """Temporary files are created private (0600); give the result the usual umask-based mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+class VideoSink:
+    """Collect RGB frames into an MP4 (and optionally a GIF); each file appears atomically on ``close``."""
+
+    def __init__(self, path: str | Path, fps: float, gif: bool = False, gif_width: int = 320):
+        self.path = Path(path)
+        self.gif_width = gif_width
+        self.fps = fps
+        self.gif_path = self.path.with_suffix(".gif") if gif else None
+        self.gif_frames: list[np.ndarray] = []
+        self.codec = ""
+        self.n_frames = 0
+        self._writer: Any = None
+        self._tmp: Path | None = None
+        self._size: tuple[int, int] | None = None
+
+    def _open(self, width: int, height: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp.mp4", dir=self.path.parent)
+        os.close(fd)
+        self._tmp, self._size = Path(tmp), (width, height)
+        try:
+            import imageio_ffmpeg
+
+            self._writer = imageio_ffmpeg.write_frames(
+                tmp, (width, height), fps=self.fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+                macro_block_size=1, quality=7, ffmpeg_log_level="error")
+            self._writer.send(None)  # start the generator
+            self.codec = "h264 (imageio-ffmpeg)"
+            return
+        except ImportError:
+            pass
+        for fourcc in ("avc1", "mp4v"):
+            with _quiet_stderr():
+                writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), self.fps, (width, height))
+            if writer.isOpened():
+                self._writer, self.codec = writer, f"{fourcc} (OpenCV)"
+                return
+            writer.release()
+        raise RuntimeError(f"no video encoder available to write {self.path} (tried H.264 and MPEG-4)")
+
+    def write(self, frame_rgb: np.ndarray) -> None:
+        height, width = frame_rgb.shape[:2]
+        if self._writer is None:
+            self._open(width, height)
+        if (width, height) != self._size:
+            raise ValueError(f"frame size {(width, height)} differs from the video's {self._size}")
+        if isinstance(self._writer, cv2.VideoWriter):
+            self._writer.write(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
+        else:
+            self._writer.send(np.ascontiguousarray(frame_rgb))
+        if self.gif_path is not None:
+            # GIFs are uncompressed palettes: keep them small (half the MP4's width at the default scale)
+            gif_height = int(round(height * self.gif_width / width))
+            self.gif_frames.append(cv2.resize(frame_rgb, (self.gif_width, gif_height), interpolation=cv2.INTER_AREA))
+        self.n_frames += 1
+
+    def close(self) -> list[Path]:
+        """Finish the files and move them into place; returns the paths written."""
+        if self._writer is None:
+            raise RuntimeError(f"no frames were written to {self.path}")
+        if isinstance(self._writer, cv2.VideoWriter):
+            self._writer.release()
+        else:
+            self._writer.close()
+        os.replace(self._tmp, self.path)
+        _default_permissions(self.path)
+        written = [self.path]
+        if self.gif_path is not None:
+            from PIL import Image
+
+            images = [Image.fromarray(f) for f in self.gif_frames]
+            with io.atomic_path(self.gif_path) as tmp:
+                images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                               duration=int(round(1000 / self.fps)), loop=0)
+            _default_permissions(self.gif_path)
+            written.append(self.gif_path)
+        return written
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.release() if isinstance(self._writer, cv2.VideoWriter) else self._writer.close()
+        if self._tmp is not None and self._tmp.exists():
+            self._tmp.unlink()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Playing the agent
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _action_names(venv: Any) -> list[str] | None:
+    try:
+        return list(venv.get_attr("unwrapped")[0].get_action_meanings())
+    except Exception:  # noqa: BLE001 - names are cosmetic; fall back to numbers
+        return None
+
+
+def _value(policy: Any, obs: np.ndarray) -> float | None:
+    from rl_saliency.saliency.methods import policy_outputs
+
+    try:
+        with torch.no_grad():
+            _, value = policy_outputs(policy, policy.obs_to_tensor(obs)[0].float())
+        return float(value[0])
+    except TypeError:  # a policy with neither a critic nor Q-values
+        return None
+
+
+def render_agent(model: BaseAlgorithm | str | Path, game: str | None = None, method: str = "gradient",
+                 steps: int = 300, out: str | Path = "video.mp4", gif: bool = False, seed: int = 0, scale: int = 4,
+                 fps: float = 30.0, alpha: float = 0.6, normalise: str = "running", deterministic: bool = True,
+                 method_kwargs: dict[str, Any] | None = None, device: str = "auto",
+                 progress: bool = True) -> dict[str, Any]:
+    """Play ``steps`` agent steps in one evaluation env (whole games, raw scores) and write the overlay video.
+
+    ``normalise``: ``running`` (max so far) or ``global`` (max over the whole video: frames are kept in memory
+    and written at the end). Returns a summary: paths, frames, codec, render fps, episode scores.
+    """
+    from rl_saliency.envs import make_atari_vec_env
+    from rl_saliency.evaluate import game_for_model
+    from rl_saliency.models import check_model_fits, load_model, wrap_env_for_model
+
+    if normalise not in ("running", "global"):
+        raise ValueError(f"normalise must be 'running' or 'global', got {normalise!r}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if not isinstance(model, BaseAlgorithm):
+        game = game_for_model(model, game)
+        model = load_model(model, device=device)
+    elif game is None:
+        raise ValueError("pass the game when giving a loaded model")
+    saliency_method = get_method(method, **(method_kwargs or {}))
+    venv = make_atari_vec_env(game, n_envs=1, seed=seed, backend="sb3", training=False, render_mode="rgb_array")
+    venv = wrap_env_for_model(model, venv)
+    check_model_fits(model, venv.observation_space, venv.action_space, what=f"game {game!r}")
+    names = _action_names(venv)
+    sink = VideoSink(out, fps, gif=gif)
+    norm = MaxNormaliser()
+    pending: list[tuple[np.ndarray, np.ndarray, str]] = []  # (frame, map, hud text) for global normalisation
+    score, scores = 0.0, []
+    start = time.time()
+    obs = venv.reset()
+    try:
+        for step in tqdm(range(steps), desc=f"render {game} {method}", unit="frame", disable=not progress):
+            frame = venv.get_images()[0]
+            saliency = upsample_to_frame(saliency_method.attribute(model.policy, obs)[0], FRAME_SHAPE)
+            action, _ = model.predict(obs, deterministic=deterministic)
+            value = _value(model.policy, obs)
+            a = int(np.asarray(action).reshape(-1)[0])
+            text = (f"step {step}  {names[a] if names else a}  "
+                    f"{'' if value is None else f'value {value:+.2f}  '}score {score:g}  [{method}]")
+            if normalise == "global":
+                pending.append((frame, saliency, text))
+            else:
+                _write(sink, frame, norm(saliency), text, scale, alpha)
+            obs, reward, done, info = venv.step(action)
+            score += float(reward[0])
+            if done[0]:
+                scores.append(float(info[0].get("episode", {}).get("r", score)))
+                score = 0.0
+        if pending:
+            norm = MaxNormaliser(max(float(s.max()) for _, s, _ in pending))
+            for frame, saliency, text in pending:
+                _write(sink, frame, norm(saliency), text, scale, alpha)
+        paths = sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+    finally:
+        venv.close()
+    elapsed = time.time() - start
+    return {"paths": [str(p) for p in paths], "frames": sink.n_frames, "codec": sink.codec,
+            "fps": sink.n_frames / max(elapsed, 1e-9), "seconds": elapsed, "finished_games": scores,
+            "score_in_progress": score, "game": game, "method": method}
+
+
+def _write(sink: VideoSink, frame: np.ndarray, saliency01: np.ndarray, text: str, scale: int, alpha: float) -> None:
+    panel = overlay(frame, saliency01, scale=scale, alpha=alpha)
+    sink.write(np.concatenate([hud(panel.shape[1], text, scale), panel], axis=0))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "render", help="video of an agent playing (or of a human Atari-HEAD trial) with its saliency overlaid",
+        description="Play a model in one evaluation env and write an MP4 (H.264) with the saliency map overlaid "
+        "on the 210x160 RGB frame, enlarged, and a HUD (step, action, value, score). With --atari-head, replay a "
+        "human trial instead, the agent's saliency and the human gaze side by side.")
+    parser.add_argument("--model", required=True, help="SB3 model zip (PPO, A2C or DQN)")
+    parser.add_argument("--game", default=None, help="game (default: from the model's run folder)")
+    parser.add_argument("--atari-head", default=None, metavar="TRIAL",
+                        help="replay this Atari-HEAD trial (path to <trial>.txt/.tar.bz2 or their stem)")
+    parser.add_argument("--method", default="gradient", help="saliency method (attention, gradient, smoothgrad, "
+                        "integrated_gradients, gradcam, perturbation, ...)")
+    parser.add_argument("--target", default=None, help="'action' (default), 'value', or an action index")
+    parser.add_argument("--steps", type=int, default=300, help="frames to render (agent steps or trial frames)")
+    parser.add_argument("--start", type=int, default=0, help="with --atari-head: first trial frame to show")
+    parser.add_argument("--out", default="video.mp4", help="output MP4 path")
+    parser.add_argument("--gif", action="store_true", help="also write a GIF next to the MP4")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scale", type=int, default=4, help="enlargement of the 210x160 frame")
+    parser.add_argument("--fps", type=float, default=30.0, help="frames per second of the video")
+    parser.add_argument("--alpha", type=float, default=0.6, help="opacity of the heat map where most salient")
+    parser.add_argument("--normalise", choices=("running", "global"), default="running",
+                        help="scale maps by the max so far (running) or over the whole video (global)")
+    parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the greedy one")
+    parser.add_argument("--device", default="auto")
+    parser.set_defaults(func=_run)
+
+
+def _target(value: str | None) -> str | int | None:
+    if value is None:
+        return None
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def _run(args: argparse.Namespace) -> int:
+    method_kwargs = {} if args.target is None else {"target": _target(args.target)}
+    if args.method in ("attention", "centre_bias", "uniform", "intensity"):
+        method_kwargs = {}  # these take no target
+    if args.atari_head:
+        from rl_saliency.render.replay import render_trial
+
+        summary = render_trial(args.model, args.atari_head, method=args.method, steps=args.steps, start=args.start,
+                               out=args.out, gif=args.gif, scale=args.scale, fps=args.fps, alpha=args.alpha,
+                               normalise=args.normalise, method_kwargs=method_kwargs, device=args.device)
+    else:
+        summary = render_agent(args.model, game=args.game, method=args.method, steps=args.steps, out=args.out,
+                               gif=args.gif, seed=args.seed, scale=args.scale, fps=args.fps, alpha=args.alpha,
+                               normalise=args.normalise, deterministic=not args.stochastic,
+                               method_kwargs=method_kwargs, device=args.device)
+    print(f"wrote {', '.join(summary['paths'])}: {summary['frames']} frames, {summary['codec']}")
+    print(f"rendered at {summary['fps']:.1f} frames/s ({summary['seconds']:.1f} s)")
+    return 0
