@@ -12,6 +12,7 @@ import sys
 
 # command name -> module defining register(subparsers)
 COMMANDS: dict[str, str] = {
+    "quickstart": "rl_saliency.quickstart",
     "train": "rl_saliency.train",
     "evaluate": "rl_saliency.evaluate",
     "gaze-eval": "rl_saliency.gaze.evaluator",
