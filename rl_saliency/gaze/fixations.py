@@ -1,0 +1,108 @@
+"""Fixation maps of replayed observations: where the player looked during the raw frames an observation covers.
+
+The observation at raw frame ``i`` covers raw frames ``i, i-1, i-4, i-5, i-8, i-9, i-12, i-13``; its fixation
+map counts the union of their gaze samples per pixel, at the frame's 210x160 or at the agent's 84x84.
+Off-screen samples are left out of the maps and counted. KL, CC and SIM use the counts blurred with a
+Gaussian (sigma 5 px at 210x160, 2 px at 84x84).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from rl_saliency.envs.replay import COVERED_OFFSETS, covered_frames
+from rl_saliency.gaze.data import FRAME_SHAPE, GazeTable
+
+OBS_SHAPE = (84, 84)
+SIGMA = {FRAME_SHAPE: 5.0, OBS_SHAPE: 2.0}
+
+
+def fixation_counts(xy: np.ndarray, shape: tuple[int, int] = FRAME_SHAPE) -> tuple[np.ndarray, int]:
+    """Count gaze samples ``(m, 2)`` (x, y in 160x210 frame pixels) per pixel of a ``shape`` map.
+    Returns the counts (float32) and how many samples fell off-screen."""
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    x, y = xy[:, 0], xy[:, 1]
+    onscreen = (x >= 0) & (x < FRAME_SHAPE[1]) & (y >= 0) & (y < FRAME_SHAPE[0])
+    rows = np.floor(y[onscreen] * shape[0] / FRAME_SHAPE[0]).astype(np.int64)
+    cols = np.floor(x[onscreen] * shape[1] / FRAME_SHAPE[1]).astype(np.int64)
+    rows, cols = np.minimum(rows, shape[0] - 1), np.minimum(cols, shape[1] - 1)  # guard float rounding
+    counts = np.bincount(rows * shape[1] + cols, minlength=shape[0] * shape[1]).astype(np.float32)
+    return counts.reshape(shape), int((~onscreen).sum())
+
+
+def observation_samples(gaze: GazeTable, index: int) -> np.ndarray:
+    """All gaze samples of the raw frames the observation at ``index`` covers."""
+    parts = [gaze.samples(i) for i in covered_frames(index)]
+    return np.concatenate(parts) if parts else np.empty((0, 2), np.float32)
+
+
+def observation_counts(gaze: GazeTable, indices: Sequence[int],
+                       shape: tuple[int, int] = FRAME_SHAPE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fixation counts ``(N, h, w)`` of the observations at ``indices``, with the number of on-screen and
+    off-screen samples of each."""
+    maps = np.zeros((len(indices), *shape), np.float32)
+    onscreen = np.zeros(len(indices), np.int64)
+    offscreen = np.zeros(len(indices), np.int64)
+    for k, index in enumerate(indices):
+        maps[k], offscreen[k] = fixation_counts(observation_samples(gaze, index), shape)
+        onscreen[k] = int(maps[k].sum())
+    return maps, onscreen, offscreen
+
+
+def gaze_density(counts: np.ndarray, sigma: float | None = None) -> np.ndarray:
+    """Blur one count map ``(h, w)`` or a stack ``(N, h, w)`` with a Gaussian (zero outside the frame);
+    sigma defaults to 5 px at 210x160 and 2 px at 84x84."""
+    counts = np.asarray(counts, dtype=np.float32)
+    shape = counts.shape[-2:]
+    if sigma is None:
+        if shape not in SIGMA:
+            raise ValueError(f"no default blur for maps of shape {shape}; pass sigma")
+        sigma = SIGMA[shape]
+    flat = counts.reshape(-1, *shape)
+    out = np.stack([cv2.GaussianBlur(m, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_CONSTANT)
+                    for m in flat])
+    return out.reshape(counts.shape)
+
+
+def observation_indices(gaze: GazeTable, stride: int = 1, max_index: int | None = None,
+                        require_rows: bool = True) -> tuple[list[int], dict[str, list[int]]]:
+    """Raw frame indices to build observations at: every ``stride``-th frame from the first with 13 frames
+    before it. Skipped (and returned by reason): observations that cover a frame the txt lacks
+    (``require_rows``), or that straddle two episodes. The tar may still lack frames; replay reports those."""
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if len(gaze) == 0:
+        return [], {}
+    first, last = int(gaze.frame_index[0]), int(gaze.frame_index[-1])
+    if max_index is not None:
+        last = min(last, max_index)
+    episode = dict(zip(gaze.frame_index.tolist(), gaze.episode_id.tolist(), strict=True))
+    skipped: dict[str, list[int]] = {"frames_missing_from_txt": [], "episode_boundary": []}
+    out = []
+    for i in range(first + COVERED_OFFSETS[-1], last + 1, stride):
+        covered = covered_frames(i)
+        if require_rows and not all(gaze.has(c) for c in covered):
+            skipped["frames_missing_from_txt"].append(i)
+            continue
+        episodes = {episode[c] for c in covered if c in episode and not np.isnan(episode[c])}
+        if len(episodes) > 1:
+            skipped["episode_boundary"].append(i)
+            continue
+        out.append(i)
+    return out, skipped
+
+
+def shuffled_negatives(gaze: GazeTable, indices: Sequence[int], position: int, rng: np.random.Generator,
+                       shape: tuple[int, int] = FRAME_SHAPE, n_others: int = 10) -> np.ndarray:
+    """Negatives of shuffled AUC for the observation ``indices[position]``: the summed fixation counts of
+    ``n_others`` random other observations of the same trial (drawn from all of ``indices``)."""
+    n = len(indices)
+    if n <= 1:
+        return np.zeros(shape, np.float32)
+    picks = rng.choice(n - 1, size=min(n_others, n - 1), replace=False)
+    picks = picks + (picks >= position)  # never the observation itself
+    samples = np.concatenate([observation_samples(gaze, indices[k]) for k in picks])
+    return fixation_counts(samples, shape)[0]
