@@ -69,7 +69,7 @@ def _import_all() -> None:
     import importlib
 
     for module in ("rl_saliency.saliency.baselines", "rl_saliency.saliency.attention",
-                   "rl_saliency.saliency.methods"):
+                   "rl_saliency.saliency.methods", "rl_saliency.agents.exploration"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:

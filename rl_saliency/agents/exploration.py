@@ -1,0 +1,626 @@
+"""Bootstrapped-ensemble Jensen-Shannon novelty explorer (MAX-style disagreement bonus for SB3).
+
+An ensemble of K Gaussian forward models predicts the change of the observation's features given
+(features, action); each member trains on its own bootstrap weights of the transitions. The
+intrinsic reward of a transition is the disagreement among the members' predictive Gaussians,
+measured by the Jensen-Renyi divergence (closed form, Shyam et al. 2019, "MAX") or, for checking, a
+Monte-Carlo estimate of the Shannon Jensen-Shannon divergence.
+
+Pieces, as ``train`` wires them (``make_explorer(config, venv, seed) -> (venv, callback)``):
+
+- :class:`NoveltyExplorer` holds the features encoder (fixed random CNN for images, identity or a
+  fixed random MLP for vectors, or the agent's own detached features), the ensemble, a buffer of
+  recent transitions and the intrinsic-return normaliser.
+- :class:`NoveltyRewardWrapper` (a VecEnvWrapper) adds ``beta * r_int / std(discounted r_int
+  return)`` to the env reward; ``info["episode"]`` (written below it by Monitor) stays untouched, the
+  raw bonus goes to ``info["intrinsic_reward"]``.
+- :class:`NoveltyCallback` trains the ensemble at each rollout end, logs ``explorer/*`` to the SB3
+  logger and saves / loads the explorer with the checkpoints.
+- Saliency method ``novelty``: the gradient of the utility w.r.t. the observation, on the saliency
+  contract; give it the explorer with ``explorer=`` or let it read ``policy.explorer`` (set by the
+  callback during training; after training use ``NoveltyExplorer.load(state_file)``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from torch import nn
+
+from rl_saliency.errors import DataError, SpecError
+from rl_saliency.saliency.base import check_maps, check_observations, register
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+# ---------------------------------------------------------------------------------------------------
+# Divergences among K diagonal Gaussians. mean, var: (K, ..., d) -> (...)
+# ---------------------------------------------------------------------------------------------------
+
+
+def jensen_renyi_divergence(mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """Jensen-Renyi (order 2) divergence among K equally weighted diagonal Gaussians.
+
+    ``H2(mixture) - mean_i H2(P_i)`` with ``H2(mixture) = -log[(1/K^2) sum_ij N(mu_i; mu_j, S_i + S_j)]`` and
+    ``H2(N(mu, S)) = 1/2 log|S| + d/2 log(4 pi)``. The constant and log-determinant terms are folded
+    into each pairwise term per dimension before summing, so identical members give exactly 0 and large
+    ``d`` loses no precision; the sum over pairs is a log-sum-exp. It is 0 for identical members and
+    tends to ``log K`` as equal-variance members separate (like the Shannon JSD). With unequal variances
+    the order-2 version can dip slightly below 0.
+    """
+    _check_members(mean, var)
+    k = mean.shape[0]
+    log_var = var.log()
+    ref = log_var.mean(0)  # mean_k log var_k, per dimension
+    diff2 = (mean[:, None] - mean[None, :]).pow(2)
+    pair_var = var[:, None] + var[None, :]
+    # log N(mu_i; mu_j, S_i+S_j) + mean_k H2(P_k), per pair; exactly 0 for identical members
+    pair = -0.5 * (diff2 / pair_var + torch.log(pair_var / 2.0) - ref).sum(-1)
+    return 2.0 * math.log(k) - torch.logsumexp(pair.flatten(0, 1), dim=0)
+
+
+def jensen_shannon_mc(mean: torch.Tensor, var: torch.Tensor, n_samples: int = 256,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Monte-Carlo estimate of the Shannon Jensen-Shannon divergence among K diagonal Gaussians:
+    ``mean_i E_{x ~ P_i}[log P_i(x) - log mixture(x)]`` (for checking the closed form)."""
+    _check_members(mean, var)
+    k = mean.shape[0]
+    std = var.sqrt()
+    noise = torch.randn((n_samples, *mean.shape), generator=generator, dtype=mean.dtype, device=mean.device)
+    x = mean + std * noise  # (S, K_i, ..., d): samples of each member
+    # log P_j(x) for every sample of every member i: (S, K_i, K_j, ...)
+    log_p = -0.5 * ((x[:, :, None] - mean[None, None]).pow(2) / var[None, None]
+                    + var.log()[None, None] + LOG_2PI).sum(-1)
+    log_own = torch.diagonal(log_p, dim1=1, dim2=2).movedim(-1, 1)  # (S, K, ...)
+    log_mix = torch.logsumexp(log_p, dim=2) - math.log(k)
+    return (log_own - log_mix).mean(dim=(0, 1))
+
+
+def _check_members(mean: torch.Tensor, var: torch.Tensor) -> None:
+    if mean.shape != var.shape or mean.dim() < 2:
+        raise ValueError(f"expected mean and var of one shape (K, ..., d), got {tuple(mean.shape)} and "
+                         f"{tuple(var.shape)}")
+    if mean.shape[0] < 2:
+        raise ValueError("a divergence among members needs at least 2 members")
+
+
+DIVERGENCES = {"jrd": jensen_renyi_divergence, "mc": jensen_shannon_mc}
+
+# ---------------------------------------------------------------------------------------------------
+# Features
+# ---------------------------------------------------------------------------------------------------
+
+
+class RandomCNNFeatures(nn.Module):
+    """A fixed, randomly initialised Nature-CNN (Burda et al. 2018; Pathak et al. 2019): (N, 4, 84, 84)
+    uint8-range pixels -> (N, features_dim). Orthogonal init as in RND; never trained."""
+
+    def __init__(self, n_channels: int = 4, features_dim: int = 512):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(n_channels, 32, 8, stride=4), nn.LeakyReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.LeakyReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.LeakyReLU(),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, features_dim))
+        for module in self.net:
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.orthogonal_(module.weight, gain=math.sqrt(2))
+                nn.init.zeros_(module.bias)
+        self.features_dim = features_dim
+        self.requires_grad_(False)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float() / 255.0)
+
+
+class RandomMLPFeatures(nn.Module):
+    """A fixed random MLP for vector observations."""
+
+    def __init__(self, in_dim: int, features_dim: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, 128), nn.LeakyReLU(), nn.Linear(128, features_dim))
+        self.features_dim = features_dim
+        self.requires_grad_(False)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float().flatten(1))
+
+
+class IdentityFeatures(nn.Module):
+    """Vector observations used as they are."""
+
+    def __init__(self, in_dim: int):
+        super().__init__()
+        self.features_dim = in_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.float().flatten(1)
+
+
+class AgentFeatures(nn.Module):
+    """The agent's own features (``policy.extract_features``); the explorer uses them detached."""
+
+    def __init__(self, policy: BasePolicy):
+        super().__init__()
+        self.__dict__["policy"] = policy  # not a submodule: the explorer must not save or train it
+        self.features_dim = policy.features_extractor.features_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        policy = self.__dict__["policy"]
+        return policy.extract_features(obs.to(policy.device).float(), policy.features_extractor).float()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ensemble of Gaussian forward models
+# ---------------------------------------------------------------------------------------------------
+
+
+class GaussianEnsemble(nn.Module):
+    """K MLPs run as one batched network: (features (B, d), one-hot action) -> mean and variance
+    ``(K, B, d)`` of the (normalised) change of the features. Log-variances are squashed into
+    ``[log var_min, log var_max]`` so no member becomes over- or under-confident."""
+
+    def __init__(self, features_dim: int, action_dim: int, n_models: int = 5, hidden: int = 256, n_layers: int = 2,
+                 var_min: float = 1e-2, var_max: float = 1.0, generator: torch.Generator | None = None):
+        super().__init__()
+        if not 0 < var_min < var_max:
+            raise ValueError(f"need 0 < var_min < var_max, got {var_min}, {var_max}")
+        self.n_models, self.features_dim, self.action_dim = n_models, features_dim, action_dim
+        sizes = [features_dim + action_dim] + [hidden] * n_layers + [2 * features_dim]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            bound = 1.0 / math.sqrt(fan_in)  # nn.Linear's default init, drawn independently per member
+            w = (torch.rand(n_models, fan_in, fan_out, generator=generator) * 2 - 1) * bound
+            b = (torch.rand(n_models, 1, fan_out, generator=generator) * 2 - 1) * bound
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(b))
+        self.register_buffer("log_var_min", torch.tensor(math.log(var_min)))
+        self.register_buffer("log_var_max", torch.tensor(math.log(var_max)))
+        # input / target normalisation (running stats of the transitions; a scalar scale so that rarely
+        # active dimensions, e.g. far chain states, are not blown up)
+        self.register_buffer("in_mean", torch.zeros(features_dim))
+        self.register_buffer("in_scale", torch.ones(()))
+        self.register_buffer("out_scale", torch.ones(()))
+
+    def forward(self, features: torch.Tensor, actions_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([(features - self.in_mean) / self.in_scale, actions_onehot], dim=-1)
+        x = x.unsqueeze(0).expand(self.n_models, *x.shape)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = torch.baddbmm(b, x, w)
+            if i < last:
+                x = F.silu(x)
+        mean, raw_log_var = x.chunk(2, dim=-1)
+        # a sigmoid keeps the bounds strict (PETS's double softplus can overshoot the upper one)
+        log_var = self.log_var_min + (self.log_var_max - self.log_var_min) * torch.sigmoid(raw_log_var)
+        return mean, log_var.exp()
+
+    def nll(self, features: torch.Tensor, actions_onehot: torch.Tensor, next_features: torch.Tensor,
+            weights: torch.Tensor) -> torch.Tensor:
+        """Bootstrap-weighted Gaussian negative log-likelihood, averaged over members; weights (B, K)."""
+        mean, var = self(features, actions_onehot)
+        target = (next_features - features) / self.out_scale
+        per_sample = 0.5 * ((target - mean).pow(2) / var + var.log()).mean(-1)  # (K, B)
+        w = weights.t()
+        return ((per_sample * w).sum(1) / w.sum(1).clamp_min(1.0)).mean()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The explorer
+# ---------------------------------------------------------------------------------------------------
+
+DEFAULTS: dict[str, Any] = {
+    "beta": 1.0,  # weight of the normalised intrinsic reward
+    "n_models": 5,
+    "features": "auto",  # auto | random_cnn | agent | identity | mlp
+    "features_dim": 512,  # for random_cnn / mlp
+    "hidden": 256,
+    "n_layers": 2,
+    "bootstrap": "poisson",  # poisson | bernoulli
+    "lr": 1e-3,
+    "buffer_size": 10_000,  # recent transitions the ensemble trains on
+    "batch_size": 256,
+    "train_steps": 32,  # gradient steps per rollout end
+    "gamma": 0.99,  # discount of the intrinsic return whose std normalises the bonus
+    "var_min": 1e-2,
+    "var_max": 1.0,
+    "var_decay": 0.1,  # MAX: in the utility, shrink variances towards var_max (1 = as predicted, 0 = all var_max)
+    "divergence": "jrd",  # jrd (closed form) | mc (Monte-Carlo Shannon JSD)
+    "mc_samples": 64,
+    "device": "cpu",
+}
+
+
+def check_config(config: dict[str, Any] | None, where: str = "explorer config") -> dict[str, Any]:
+    """The explorer config with defaults filled in; a SpecError names any bad key or value."""
+    config = dict(config or {})
+    unknown = set(config) - set(DEFAULTS)
+    if unknown:
+        raise SpecError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(DEFAULTS)}")
+    out = {**DEFAULTS, **config}
+    choices = {"features": ("auto", "random_cnn", "agent", "identity", "mlp"), "bootstrap": ("poisson", "bernoulli"),
+               "divergence": tuple(DIVERGENCES)}
+    for key, allowed in choices.items():
+        if out[key] not in allowed:
+            raise SpecError(f"{where}: {key} must be one of {', '.join(allowed)}, got {out[key]!r}")
+    if int(out["n_models"]) < 2:
+        raise SpecError(f"{where}: n_models must be >= 2 (disagreement needs several members), got {out['n_models']}")
+    for key in ("lr", "buffer_size", "batch_size", "features_dim", "hidden", "var_min", "var_max", "mc_samples"):
+        if not float(out[key]) > 0:
+            raise SpecError(f"{where}: {key} must be > 0, got {out[key]!r}")
+    if not 0 <= float(out["var_decay"]) <= 1:
+        raise SpecError(f"{where}: var_decay must be in [0, 1], got {out['var_decay']!r}")
+    if float(out["var_min"]) >= float(out["var_max"]):
+        raise SpecError(f"{where}: var_min must be < var_max")
+    if float(out["beta"]) < 0 or not 0 <= float(out["gamma"]) < 1:
+        raise SpecError(f"{where}: need beta >= 0 and 0 <= gamma < 1")
+    return out
+
+
+def _action_dims(space: gym.Space) -> list[int]:
+    if isinstance(space, gym.spaces.Discrete):
+        return [int(space.n)]
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return [int(n) for n in space.nvec.ravel()]
+    raise SpecError(f"the novelty explorer needs Discrete or MultiDiscrete actions, got {space}")
+
+
+class NoveltyExplorer:
+    """Features encoder + Gaussian ensemble + recent-transition buffer + intrinsic reward normaliser."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: dict[str, Any] | None = None,
+                 seed: int = 0):
+        self.config = check_config(config)
+        self.observation_space, self.action_space = observation_space, action_space
+        self.action_dims = _action_dims(action_space)
+        self.device = torch.device(self.config["device"])
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.kind = self._features_kind()
+        self.encoder: nn.Module | None = None
+        self.ensemble: GaussianEnsemble | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._pending_state: dict[str, Any] | None = None
+        self.return_rms = RunningMeanStd(shape=())
+        self.in_rms: RunningMeanStd | None = None
+        self.out_rms = RunningMeanStd(shape=())
+        self.n_seen = 0  # transitions added so far
+        if self.kind != "agent":
+            self.set_encoder(self._make_encoder())
+
+    # -- construction ------------------------------------------------------------------------------
+    def _features_kind(self) -> str:
+        kind, space = self.config["features"], self.observation_space
+        is_image = isinstance(space, gym.spaces.Box) and len(space.shape) == 3
+        if kind == "auto":
+            kind = "random_cnn" if is_image else "identity"
+        if kind in ("identity", "mlp") and (not isinstance(space, gym.spaces.Box) or len(space.shape) != 1):
+            raise SpecError(f"explorer features {kind!r} need vector observations, got {space}")
+        if kind == "random_cnn" and not is_image:
+            raise SpecError(f"explorer features 'random_cnn' need image observations (C, H, W), got {space}")
+        return kind
+
+    def _make_encoder(self) -> nn.Module:
+        shape = self.observation_space.shape
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + 7919)  # the fixed random features depend on the seed only
+            if self.kind == "random_cnn":
+                return RandomCNNFeatures(shape[0], int(self.config["features_dim"]))
+            if self.kind == "mlp":
+                return RandomMLPFeatures(shape[0], int(self.config["features_dim"]))
+        return IdentityFeatures(shape[0])
+
+    def set_encoder(self, encoder: nn.Module) -> None:
+        """Use ``encoder`` for features and build the ensemble, buffer and optimizer for its size."""
+        self.encoder = encoder.to(self.device)
+        self.encoder.eval()
+        d, cfg = encoder.features_dim, self.config
+        self.ensemble = GaussianEnsemble(d, sum(self.action_dims), int(cfg["n_models"]), int(cfg["hidden"]),
+                                         int(cfg["n_layers"]), float(cfg["var_min"]), float(cfg["var_max"]),
+                                         generator=self.generator).to(self.device)
+        self.optimizer = torch.optim.Adam(self.ensemble.parameters(), lr=float(cfg["lr"]))
+        self.in_rms = RunningMeanStd(shape=(d,))
+        size, k = int(cfg["buffer_size"]), int(cfg["n_models"])
+        self.buffer = {"features": np.zeros((size, d), np.float32), "actions": np.zeros((size, len(self.action_dims)),
+                       np.int64), "next_features": np.zeros((size, d), np.float32),
+                       "weights": np.zeros((size, k), np.float32)}
+        if self._pending_state is not None:
+            state, self._pending_state = self._pending_state, None
+            self.load_state_dict(state)
+
+    def use_agent_features(self, policy: BasePolicy) -> None:
+        """For ``features: agent``: take the agent's features extractor (detached) as the encoder."""
+        if self.kind == "agent" and self.ensemble is None:
+            self.set_encoder(AgentFeatures(policy))
+
+    @property
+    def ready(self) -> bool:
+        return self.ensemble is not None
+
+    # -- forward -----------------------------------------------------------------------------------
+    def features(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        obs = torch.as_tensor(np.asarray(obs) if not isinstance(obs, torch.Tensor) else obs, device=self.device)
+        return self.encoder(obs).float()
+
+    def one_hot(self, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
+        actions = torch.as_tensor(np.asarray(actions), device=self.device).long().reshape(-1, len(self.action_dims))
+        return torch.cat([F.one_hot(actions[:, i], n).float() for i, n in enumerate(self.action_dims)], dim=1)
+
+    def utility(self, features: torch.Tensor, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Disagreement of the members about the outcome of each (features, action): (B,)."""
+        mean, var = self.ensemble(features, self.one_hot(actions))
+        # MAX's variance shrinkage: the order-2 divergence punishes members whose aleatoric variances differ
+        # (it can go far below 0 over many dimensions), so they are pulled towards the common upper bound
+        var_max = float(self.config["var_max"])
+        var = var_max - float(self.config["var_decay"]) * (var_max - var)
+        if self.config["divergence"] == "mc":
+            return jensen_shannon_mc(mean, var, int(self.config["mc_samples"]), generator=self.generator)
+        return jensen_renyi_divergence(mean, var)
+
+    # -- online data -------------------------------------------------------------------------------
+    def add(self, features: torch.Tensor, actions: np.ndarray, next_features: torch.Tensor) -> None:
+        """Store transitions (FIFO) with fresh bootstrap weights per member, and update the normalisers."""
+        f, nf = features.detach().cpu().numpy(), next_features.detach().cpu().numpy()
+        n, size, k = len(f), int(self.config["buffer_size"]), int(self.config["n_models"])
+        if self.config["bootstrap"] == "poisson":
+            weights = self.rng.poisson(1.0, size=(n, k))
+        else:
+            weights = self.rng.random((n, k)) < 0.5
+        idx = np.arange(self.n_seen, self.n_seen + n) % size
+        self.buffer["features"][idx] = f
+        self.buffer["actions"][idx] = np.asarray(actions).reshape(n, -1)
+        self.buffer["next_features"][idx] = nf
+        self.buffer["weights"][idx] = weights
+        self.n_seen += n
+        self.in_rms.update(f)
+        self.out_rms.update((nf - f).reshape(-1))
+
+    def normalise_return(self, intrinsic: np.ndarray, returns: np.ndarray) -> np.ndarray:
+        """RND's trick: divide the bonus by the running std of the discounted intrinsic return."""
+        self.return_rms.update(returns)
+        return intrinsic / np.sqrt(self.return_rms.var + 1e-8)
+
+    def train_ensemble(self, steps: int | None = None) -> dict[str, float]:
+        """A few gradient steps on minibatches of the recent transitions; returns loss and disagreement."""
+        n = min(self.n_seen, int(self.config["buffer_size"]))
+        if n == 0:
+            return {}
+        ens = self.ensemble
+        ens.in_mean.copy_(torch.as_tensor(self.in_rms.mean, dtype=torch.float32))
+        ens.in_scale.fill_(float(np.sqrt(np.mean(self.in_rms.var)) + 1e-3))
+        ens.out_scale.fill_(float(np.sqrt(self.out_rms.var) + 1e-3))
+        losses = []
+        batch = min(int(self.config["batch_size"]), n)
+        for _ in range(int(steps if steps is not None else self.config["train_steps"])):
+            idx = self.rng.integers(0, n, size=batch)
+            f, a, nf, w = (torch.as_tensor(self.buffer[key][idx], device=self.device)
+                           for key in ("features", "actions", "next_features", "weights"))
+            loss = ens.nll(f, self.one_hot(a), nf, w)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            losses.append(loss.item())
+        with torch.no_grad():
+            idx = self.rng.integers(0, n, size=batch)
+            f = torch.as_tensor(self.buffer["features"][idx], device=self.device)
+            disagreement = self.utility(f, self.buffer["actions"][idx]).mean().item()
+        return {"ensemble_loss": float(np.mean(losses)), "disagreement": disagreement}
+
+    # -- state -------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        n = min(self.n_seen, int(self.config["buffer_size"]))
+        rms = {name: (r.mean, r.var, r.count) for name, r in
+               (("return", self.return_rms), ("in", self.in_rms), ("out", self.out_rms))}
+        return {"config": self.config, "seed": self.seed, "kind": self.kind,
+                "observation_space": self.observation_space, "action_space": self.action_space,
+                "encoder": self.encoder.state_dict(), "ensemble": self.ensemble.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "rms": rms, "n_seen": self.n_seen,
+                "buffer": {key: value[:n].copy() for key, value in self.buffer.items()},
+                "rng": self.rng.bit_generator.state, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not self.ready:  # agent features: the ensemble is built when the policy is known
+            self._pending_state = state
+            return
+        self.encoder.load_state_dict(state["encoder"])
+        self.ensemble.load_state_dict(state["ensemble"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for name, rms in (("return", self.return_rms), ("in", self.in_rms), ("out", self.out_rms)):
+            rms.mean, rms.var, rms.count = state["rms"][name]
+        self.n_seen = int(state["n_seen"])
+        for key, value in state["buffer"].items():
+            self.buffer[key][: len(value)] = value
+        self.rng.bit_generator.state = state["rng"]
+        self.generator.set_state(state["generator"])
+
+    def save(self, path: str | Path) -> None:
+        """Write the whole explorer state (atomically: tmp file then rename)."""
+        path = Path(path)
+        if not self.ready:
+            raise RuntimeError("the explorer has no ensemble yet (features: agent builds it when training starts)")
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path, policy: BasePolicy | None = None) -> NoveltyExplorer:
+        """Rebuild an explorer from a state file (``policy`` is needed for ``features: agent``)."""
+        state = read_state(path)
+        explorer = cls(state["observation_space"], state["action_space"], state["config"], seed=state["seed"])
+        if explorer.kind == "agent":
+            if policy is None:
+                raise ValueError(f"explorer {path} uses the agent's features: pass the trained policy")
+            explorer.use_agent_features(policy)
+        explorer.load_state_dict(state)
+        return explorer
+
+
+STATE_KEYS = ("config", "observation_space", "action_space", "encoder", "ensemble", "optimizer", "rms", "buffer")
+
+
+def read_state(path: str | Path) -> dict[str, Any]:
+    """An explorer state file's contents, or a DataError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"explorer state {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        raise DataError(f"{path} is not a novelty explorer state file (corrupt or another format: {err})") from err
+    if not isinstance(state, dict) or any(key not in state for key in STATE_KEYS):
+        raise DataError(f"{path} is not a novelty explorer state file (missing entries)")
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------
+# SB3 glue: reward wrapper, callback, make_explorer
+# ---------------------------------------------------------------------------------------------------
+
+
+class NoveltyRewardWrapper(VecEnvWrapper):
+    """Adds ``beta * r_int / std(discounted intrinsic return)`` to the rewards and feeds the explorer's
+    buffer with (features, action, next features) of every step (terminal observations included)."""
+
+    def __init__(self, venv: VecEnv, explorer: NoveltyExplorer):
+        super().__init__(venv)
+        self.explorer = explorer
+        self.beta, self.gamma = float(explorer.config["beta"]), float(explorer.config["gamma"])
+        self._last_obs: np.ndarray | None = None
+        self._last_features: torch.Tensor | None = None
+        self._actions: np.ndarray | None = None
+        self._returns = np.zeros(self.num_envs)
+        self.reset_stats()
+
+    def reset_stats(self) -> None:
+        self.stats: dict[str, list[np.ndarray]] = {"intrinsic": [], "bonus": []}
+
+    def reset(self) -> np.ndarray:
+        obs = self.venv.reset()
+        self._last_obs, self._last_features = obs, None  # features computed lazily (agent features need a policy)
+        self._returns[:] = 0.0
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions).copy()
+        self.venv.step_async(actions)
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.venv.step_wait()
+        ex = self.explorer
+        with torch.no_grad():
+            if self._last_features is None:
+                self._last_features = ex.features(self._last_obs)
+            new_features = ex.features(obs)
+            next_features = new_features.clone()  # at episode ends: the terminal obs, not the reset one
+            ends = [i for i, done in enumerate(dones) if done and "terminal_observation" in infos[i]]
+            if ends:
+                terminal = np.stack([infos[i]["terminal_observation"] for i in ends])
+                next_features[ends] = ex.features(terminal)
+            intrinsic = ex.utility(self._last_features, self._actions).clamp_min(0.0).cpu().numpy().astype(np.float64)
+        ex.add(self._last_features, self._actions, next_features)
+        self._returns = self._returns * self.gamma + intrinsic
+        bonus = self.beta * ex.normalise_return(intrinsic, self._returns)
+        self._returns[dones] = 0.0
+        for info, r_int in zip(infos, intrinsic, strict=True):
+            info["intrinsic_reward"] = float(r_int)
+        self.stats["intrinsic"].append(intrinsic)
+        self.stats["bonus"].append(bonus)
+        self._last_obs, self._last_features = obs, new_features
+        return obs, (rewards + bonus).astype(np.float32), dones, infos
+
+
+class NoveltyCallback(BaseCallback):
+    """Trains the ensemble at each rollout end, logs ``explorer/*``, saves and loads the explorer state."""
+
+    def __init__(self, wrapper: NoveltyRewardWrapper, verbose: int = 0):
+        super().__init__(verbose)
+        self.wrapper, self.explorer = wrapper, wrapper.explorer
+
+    def _init_callback(self) -> None:
+        self.explorer.use_agent_features(self.model.policy)
+        # saliency hook: the ``novelty`` method finds the explorer here (a plain attribute, not a submodule,
+        # so the model's own state_dict is unchanged)
+        self.model.policy.__dict__["explorer"] = self.explorer
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        stats = self.explorer.train_ensemble()
+        intrinsic = np.concatenate(self.wrapper.stats["intrinsic"]) if self.wrapper.stats["intrinsic"] else None
+        if intrinsic is not None:
+            bonus = np.concatenate(self.wrapper.stats["bonus"])
+            self.logger.record("explorer/intrinsic_mean", float(intrinsic.mean()))
+            self.logger.record("explorer/intrinsic_std", float(intrinsic.std()))
+            self.logger.record("explorer/intrinsic_max", float(intrinsic.max()))
+            self.logger.record("explorer/bonus_mean", float(bonus.mean()))
+        self.logger.record("explorer/return_std", float(np.sqrt(self.explorer.return_rms.var)))
+        for key, value in stats.items():
+            self.logger.record(f"explorer/{key}", value)
+        self.wrapper.reset_stats()
+
+    def save_state(self, path: str | Path) -> None:
+        self.explorer.save(path)
+
+    def load_state(self, path: str | Path) -> None:
+        self.explorer.load_state_dict(read_state(path))
+
+
+def make_explorer(config: dict[str, Any] | None, venv: VecEnv, seed: int = 0) -> tuple[VecEnv, BaseCallback]:
+    """Wrap ``venv`` with the novelty bonus; returns the wrapped env and the callback to pass to ``learn``.
+    ``config`` is the spec's ``explorer:`` mapping (keys and defaults in ``DEFAULTS``)."""
+    explorer = NoveltyExplorer(venv.observation_space, venv.action_space, config, seed=seed)
+    wrapper = NoveltyRewardWrapper(venv, explorer)
+    return wrapper, NoveltyCallback(wrapper)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Saliency hook
+# ---------------------------------------------------------------------------------------------------
+
+
+@register("novelty")
+class NoveltySaliency:
+    """Which pixels drive the novelty: ``|d utility / d observation|``, max over the 4 stacked frames.
+
+    The explorer comes from ``explorer=`` (constructor or ``attribute`` kwarg) or ``policy.explorer``
+    (set while training with the explorer). The action of each (observation, action) utility is
+    ``actions=`` if given, else the policy's deterministic action.
+    """
+
+    name = "novelty"
+
+    def __init__(self, explorer: NoveltyExplorer | None = None):
+        self.explorer = explorer
+
+    def attribute(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor,
+                  explorer: NoveltyExplorer | None = None, actions: np.ndarray | None = None,
+                  **_: Any) -> np.ndarray:
+        explorer = explorer or self.explorer or getattr(policy, "explorer", None)
+        if explorer is None:
+            raise ValueError("the 'novelty' method needs a novelty explorer: pass explorer=NoveltyExplorer.load(path) "
+                             "(a checkpoint's .NoveltyCallback.pt file) or train with an explorer: section")
+        check_observations(observations)
+        if explorer.kind not in ("random_cnn", "agent"):
+            raise ValueError(f"the 'novelty' method needs image features; this explorer uses {explorer.kind!r}")
+        obs_np = observations.detach().cpu().numpy() if isinstance(observations, torch.Tensor) else observations
+        if actions is None:
+            actions, _ = policy.predict(np.asarray(obs_np), deterministic=True)
+        obs = torch.as_tensor(np.asarray(obs_np), dtype=torch.float32, device=explorer.device).requires_grad_(True)
+        utility = explorer.utility(explorer.encoder(obs), actions)
+        (grad,) = torch.autograd.grad(utility.sum(), obs)
+        maps = grad.abs().amax(dim=1)
+        return check_maps(maps.cpu().numpy(), len(obs))

@@ -1,0 +1,264 @@
+"""The novelty explorer: divergences, ensemble, reward wrapper, callback state, saliency hook, chain."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from rl_saliency.agents.exploration import (
+    GaussianEnsemble,
+    NoveltyExplorer,
+    check_config,
+    jensen_renyi_divergence,
+    jensen_shannon_mc,
+    make_explorer,
+)
+from rl_saliency.errors import SpecError
+
+# ---------------------------------------------------------------------------------------------------
+# Divergences
+# ---------------------------------------------------------------------------------------------------
+
+
+def _members(k: int = 5, batch: int = 3, d: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    mean = torch.randn(k, batch, d, generator=g, dtype=torch.float64)
+    var = torch.rand(k, batch, d, generator=g, dtype=torch.float64) * 0.5 + 0.5
+    return mean, var
+
+
+def test_divergences_are_zero_for_identical_members() -> None:
+    mean, var = _members(k=1, d=512)
+    mean, var = mean.expand(5, -1, -1), var.expand(5, -1, -1) * 1e-3  # tiny variances, many dimensions
+    assert torch.allclose(jensen_renyi_divergence(mean, var), torch.zeros(3, dtype=torch.float64), atol=1e-12)
+    # float32: the log-determinants (~ -3500 here) cancel per dimension, leaving rounding noise only
+    assert torch.allclose(jensen_renyi_divergence(mean.float(), var.float()), torch.zeros(3), atol=1e-5)
+    mean, var = _members(k=1, d=4)
+    mc = jensen_shannon_mc(mean.expand(5, -1, -1), var.expand(5, -1, -1), n_samples=64)
+    assert torch.allclose(mc, torch.zeros(3, dtype=torch.float64), atol=1e-9)
+
+
+def test_divergences_are_symmetric_in_the_members() -> None:
+    mean, var = _members()
+    perm = torch.tensor([3, 0, 4, 2, 1])
+    jrd = jensen_renyi_divergence(mean, var)
+    assert torch.allclose(jrd, jensen_renyi_divergence(mean[perm], var[perm]), atol=1e-10)
+    assert (jrd > 0).all()
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    mc = jensen_shannon_mc(mean, var, n_samples=4000, generator=g1)
+    mc_perm = jensen_shannon_mc(mean[perm], var[perm], n_samples=4000, generator=g2)
+    assert torch.allclose(mc, mc_perm, atol=0.03)  # same quantity, different samples
+
+
+def test_closed_form_matches_monte_carlo_where_they_agree() -> None:
+    k, d = 5, 3
+    var = torch.ones(k, 1, d, dtype=torch.float64)
+    direction = torch.randn(k, 1, d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    # well separated members: both tend to log K
+    far = 100.0 * direction
+    assert jensen_renyi_divergence(far, var).item() == pytest.approx(math.log(k), abs=1e-6)
+    mc_far = jensen_shannon_mc(far, var, n_samples=2000, generator=torch.Generator().manual_seed(0))
+    assert mc_far.item() == pytest.approx(math.log(k), abs=0.02)
+    # nearly identical members: both are delta^2 / 8 sigma^2 to second order
+    near = 0.05 * direction
+    jrd, mc = jensen_renyi_divergence(near, var).item(), jensen_shannon_mc(
+        near, var, n_samples=200_000, generator=torch.Generator().manual_seed(0)).item()
+    assert jrd > 0
+    assert mc == pytest.approx(jrd, rel=0.1)
+
+
+def test_divergence_grows_with_the_separation_of_the_means() -> None:
+    direction, var = _members(d=6)
+    var = torch.ones_like(var)
+    values = [jensen_renyi_divergence(s * direction, var) for s in (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)]
+    for lower, higher in zip(values[:-1], values[1:], strict=True):
+        assert (higher > lower).all()
+    mc = [jensen_shannon_mc(s * direction, var, 3000, torch.Generator().manual_seed(0)) for s in (0.2, 1.0, 5.0)]
+    assert (mc[0] < mc[1]).all() and (mc[1] < mc[2]).all()
+
+
+def test_divergence_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="at least 2 members"):
+        jensen_renyi_divergence(torch.zeros(1, 2, 3), torch.ones(1, 2, 3))
+    with pytest.raises(ValueError, match="one shape"):
+        jensen_renyi_divergence(torch.zeros(5, 2, 3), torch.ones(5, 2, 4))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ensemble and explorer
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_ensemble_variances_stay_in_bounds_and_members_differ() -> None:
+    ens = GaussianEnsemble(6, 2, n_models=5, hidden=16, var_min=0.05, var_max=0.5,
+                           generator=torch.Generator().manual_seed(0))
+    features = torch.randn(7, 6) * 100.0  # extreme inputs push the raw log-variances far out
+    mean, var = ens(features, torch.nn.functional.one_hot(torch.randint(0, 2, (7,)), 2).float())
+    assert mean.shape == var.shape == (5, 7, 6)
+    assert (var >= 0.05 - 1e-6).all() and (var <= 0.5 + 1e-6).all()
+    assert not torch.allclose(mean[0], mean[1])  # independent initialisations
+
+
+def test_bootstrap_weights_differ_per_member() -> None:
+    space = gym.spaces.Box(0.0, 1.0, (4,), np.float32)
+    for bootstrap, allowed in (("poisson", None), ("bernoulli", {0.0, 1.0})):
+        ex = NoveltyExplorer(space, gym.spaces.Discrete(2), {"bootstrap": bootstrap, "buffer_size": 500})
+        f = torch.rand(400, 4)
+        ex.add(f, np.zeros(400, dtype=np.int64), f)
+        w = ex.buffer["weights"][:400]
+        assert abs(w.mean() - (1.0 if bootstrap == "poisson" else 0.5)) < 0.1
+        assert not np.array_equal(w[:, 0], w[:, 1])
+        if allowed:
+            assert set(np.unique(w)) <= allowed
+
+
+def test_ensemble_learns_seen_transitions_and_stays_uncertain_elsewhere() -> None:
+    """Train on transitions of states 0-4 of a one-hot 10-state space; states 5-9 stay novel."""
+    space = gym.spaces.Box(0.0, 1.0, (10,), np.float32)
+    ex = NoveltyExplorer(space, gym.spaces.Discrete(2), {"hidden": 32, "lr": 3e-3, "buffer_size": 2000}, seed=0)
+    eye = torch.eye(10)
+    states = np.repeat(np.arange(5), 100)
+    actions = np.tile([0, 1], 250)
+    next_states = np.clip(states + np.where(actions == 1, 1, -1), 0, 9)
+    ex.add(eye[states], actions, eye[next_states])
+    first = ex.train_ensemble(steps=5)
+    last = ex.train_ensemble(steps=300)
+    assert last["ensemble_loss"] < first["ensemble_loss"]
+    with torch.no_grad():
+        seen = ex.utility(eye[:5], np.ones(5, dtype=np.int64))
+        unseen = ex.utility(eye[5:], np.ones(5, dtype=np.int64))
+    assert seen.max() < unseen.min()
+
+
+def test_config_errors_name_the_problem() -> None:
+    assert check_config(None)["n_models"] == 5
+    with pytest.raises(SpecError, match="unknown keys.*n_model"):
+        check_config({"n_model": 5})
+    with pytest.raises(SpecError, match="bootstrap must be one of"):
+        check_config({"bootstrap": "jackknife"})
+    with pytest.raises(SpecError, match="n_models must be >= 2"):
+        check_config({"n_models": 1})
+    with pytest.raises(SpecError, match="image observations"):
+        NoveltyExplorer(gym.spaces.Box(0.0, 1.0, (4,)), gym.spaces.Discrete(2), {"features": "random_cnn"})
+    with pytest.raises(SpecError, match="Discrete"):
+        NoveltyExplorer(gym.spaces.Box(0.0, 1.0, (4,)), gym.spaces.Box(-1.0, 1.0, (2,)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# SB3 glue on a tiny image env
+# ---------------------------------------------------------------------------------------------------
+
+
+class BlobEnv(gym.Env):
+    """(4, 84, 84) uint8 frames with a bright square that the action moves; 20-step episodes, reward 1 per step."""
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+        self.action_space = gym.spaces.Discrete(3)
+        self.x, self.t = 40, 0
+
+    def _obs(self) -> np.ndarray:
+        obs = np.zeros((4, 84, 84), np.uint8)
+        obs[:, 30:40, self.x:self.x + 8] = 255
+        return obs
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x, self.t = 40, 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.x = int(np.clip(self.x + 6 * (int(action) - 1), 0, 76))
+        self.t += 1
+        return self._obs(), 1.0, False, self.t >= 20, {}
+
+
+def _blob_venv(n: int = 2):
+    from stable_baselines3.common.monitor import Monitor
+
+    return DummyVecEnv([lambda: Monitor(BlobEnv()) for _ in range(n)])
+
+
+def test_wrapper_adds_bonus_and_leaves_episode_info_untouched() -> None:
+    venv, callback = make_explorer({"beta": 0.5, "features_dim": 32, "hidden": 32}, _blob_venv(), seed=0)
+    venv.reset()
+    shaped, bonus_seen, episodes = [], [], []
+    for _ in range(25):
+        _, rewards, _, infos = venv.step(np.array([2, 0]))
+        shaped.append(rewards)
+        bonus_seen.append([info["intrinsic_reward"] for info in infos])
+        episodes += [info["episode"] for info in infos if "episode" in info]
+    assert len(episodes) == 2
+    for episode in episodes:  # Monitor's extrinsic score, not the shaped one
+        assert episode["r"] == 20.0 and episode["l"] == 20
+    shaped, raw = np.concatenate(shaped), np.asarray(bonus_seen).ravel()
+    assert (raw >= 0).all() and raw.max() > 0
+    assert (shaped >= 1.0).all() and shaped.max() > 1.0  # r = r_ext + beta * normalised bonus
+    explorer = venv.explorer
+    assert explorer.n_seen == 50  # every transition, terminal ones included
+    # the terminal transition stores the terminal frame, not the next episode's first frame
+    terminal_idx = 19 * 2  # step 20 of env 0
+    reset_features = explorer.features(BlobEnv().reset()[0][None]).numpy()[0]
+    assert not np.allclose(explorer.buffer["next_features"][terminal_idx], reset_features)
+
+
+def test_callback_trains_logs_and_round_trips_its_state(tmp_path) -> None:
+    venv, callback = make_explorer({"features_dim": 32, "hidden": 32, "train_steps": 4}, _blob_venv(), seed=1)
+    model = PPO("CnnPolicy", venv, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu",
+                policy_kwargs={"features_extractor_kwargs": {"features_dim": 32}})
+    dumped: list[dict] = []
+
+    class Capture(KVWriter):
+        def write(self, key_values, key_excluded, step=0):
+            dumped.append(dict(key_values))
+
+    model.set_logger(Logger(None, [Capture()]))
+    model.learn(64, callback=callback)
+    logged = dumped[-1]
+    for key in ("explorer/intrinsic_mean", "explorer/ensemble_loss", "explorer/disagreement", "explorer/return_std"):
+        assert key in logged and np.isfinite(logged[key])
+    assert model.policy.explorer is callback.explorer  # saliency hook; not a submodule of the policy
+    assert not any(k.startswith("explorer") for k in model.policy.state_dict())
+
+    path = tmp_path / "explorer.pt"
+    callback.save_state(path)
+    other_venv, other = make_explorer({"features_dim": 32, "hidden": 32, "train_steps": 4}, _blob_venv(), seed=99)
+    other.load_state(path)
+    a, b = callback.explorer, other.explorer
+    for pa, pb in zip(a.ensemble.parameters(), b.ensemble.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert b.n_seen == a.n_seen and b.return_rms.var == a.return_rms.var
+    obs = np.stack([BlobEnv().reset()[0]] * 2)
+    with torch.no_grad():
+        assert torch.allclose(a.utility(a.features(obs), [0, 1]), b.utility(b.features(obs), [0, 1]))
+    loaded = NoveltyExplorer.load(path)
+    assert loaded.n_seen == a.n_seen
+    (tmp_path / "junk.pt").write_text("not a state")
+    with pytest.raises(ValueError, match="junk.pt is not a novelty explorer state"):
+        other.load_state(tmp_path / "junk.pt")
+
+
+def test_novelty_saliency_on_the_contract() -> None:
+    from rl_saliency.saliency import get_method
+
+    venv, callback = make_explorer({"features_dim": 32, "hidden": 32}, _blob_venv(), seed=0)
+    model = PPO("CnnPolicy", venv, n_steps=8, batch_size=16, n_epochs=1, device="cpu",
+                policy_kwargs={"features_extractor_kwargs": {"features_dim": 32}})
+    obs = np.stack([BlobEnv().reset()[0]] * 3)
+    method = get_method("novelty")
+    with pytest.raises(ValueError, match="needs a novelty explorer"):
+        method.attribute(model.policy, obs)
+    maps = method.attribute(model.policy, obs, explorer=callback.explorer)
+    assert maps.shape == (3, 84, 84) and maps.dtype == np.float32 and (maps >= 0).all() and maps.max() > 0
+    # a random CNN sees all pixels, so gradients are non-zero on the blob as well as elsewhere; the blob
+    # sits at rows 30-40 and is in the receptive fields: check the map is not constant
+    assert maps.std() > 0
+    model.learn(8, callback=callback)  # attaches policy.explorer
+    assert method.attribute(model.policy, obs, actions=np.array([0, 1, 2])).shape == (3, 84, 84)
