@@ -1,0 +1,258 @@
+"""Sweeps: grid validation, aggregation, fault tolerance and resume, serially (no Ray) and on a local Ray instance."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from rl_saliency import sweep
+from rl_saliency.cli import main
+from rl_saliency.envs.registry import UnknownGameError
+from rl_saliency.errors import SpecError
+
+TINY_AGENT = {"n_envs": 2, "hyperparams": {"n_steps": 64, "batch_size": 64, "n_epochs": 1}}
+
+
+def write_grid(tmp_path: Path, **overrides) -> Path:
+    grid = {
+        "name": "tiny",
+        "games": ["breakout", "pong"],
+        "agents": [{"name": "nature_tiny", "spec": "nature", **TINY_AGENT},
+                   {"name": "fls_tiny", "spec": "fls_sparse", **TINY_AGENT}],
+        "seeds": 1,
+        "train": {"timesteps": 256},
+        "evaluate": {"episodes": 1, "max_frames": 800},
+        "resources": {"num_cpus": 1},
+        "max_retries": 1,
+    }
+    grid.update(overrides)
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return path
+
+
+def events(out: Path, key: str) -> list[str]:
+    return [e["event"] for e in sweep.read_log(out, key)]
+
+
+# ------------------------------------------------------------------------------------------------ grid
+
+
+def test_grid_expands_and_merges_overrides(tmp_path):
+    gaze_root = tmp_path / "atari_head"
+    grid = sweep.load_grid(write_grid(tmp_path, games=["Breakout", "ms_pacman", "pong"], seeds=[3, 7],
+                                      gaze={"data": str(gaze_root), "method": "attention"}))
+    tasks = grid.tasks()
+    assert [t.key for t in tasks[:4]] == ["breakout__nature_tiny__seed3", "breakout__nature_tiny__seed7",
+                                          "breakout__fls_tiny__seed3", "breakout__fls_tiny__seed7"]
+    assert len(tasks) == 3 * 2 * 2
+    fls = grid.agents["fls_tiny"]
+    # overrides merge into the spec's hyperparams: the spec's own learning rate stays, n_steps is replaced
+    assert fls["hyperparams"]["n_steps"] == 64 and fls["hyperparams"]["learning_rate"] == "lin_2.5e-4"
+    assert fls["features_extractor"] == "SparseFLS" and fls["n_envs"] == 2
+    # gaze data only for the games Atari-HEAD recorded (pong is not one of them)
+    assert grid.gaze_for("ms_pacman") == {"data": str(gaze_root.resolve() / "ms_pacman"), "method": "attention"}
+    assert grid.gaze_for("pong") is None
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"games": ["breakout", "not_a_game"]}, "unknown game"),
+    ({"agents": ["nature", "nature"]}, "two agents are named 'nature'"),
+    ({"agents": [{"spec": "nature", "hyperparams": {"n_stepz": 3}}]}, "PPO has no hyperparameters ['n_stepz']"),
+    ({"agents": [{"spec": "nature", "algo": "sac"}]}, "algo must be one of"),
+    ({"agents": [{"spec": "no_such_spec"}]}, "no agent spec named"),
+    ({"seeds": [1, 1]}, "repeat a seed"),
+    ({"seeds": 0}, "seeds must be"),
+    ({"epochs": 3}, "unknown keys ['epochs']"),
+    ({"train": {"timesteps": 10, "lr": 1}}, "unknown train options ['lr']"),
+    ({"evaluate": {"episodes": 1, "out": "x"}}, "reserved evaluate options ['out']"),
+    ({"resources": {"num_cpus": -1}}, "num_cpus must be a number"),
+    ({"max_retries": "twice"}, "max_retries must be"),
+    ({"gaze": {"method": "attention"}}, "'gaze' needs 'data'"),
+])
+def test_bad_grids_name_the_problem_and_the_file(tmp_path, change, message):
+    path = write_grid(tmp_path, **change)
+    with pytest.raises((SpecError, UnknownGameError)) as info:
+        sweep.load_grid(path)
+    assert message in str(info.value) and f"grid {path}" in str(info.value)
+
+
+def test_cli_reports_bad_grid_in_one_line(tmp_path, capsys):
+    path = tmp_path / "broken.yaml"
+    path.write_text("games: [breakout\n")
+    assert main(["sweep", "--grid", str(path), "--out", str(tmp_path / "out"), "--local"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rl-saliency sweep: error: grid") and str(path) in err and "\n" not in err
+
+
+# ------------------------------------------------------------------------------------------------ aggregation
+
+
+def fake_result(out: Path, game: str, agent: str, seed: int, score: float, nss: float | None) -> None:
+    folder = out / sweep.TASKS_DIR / f"{game}__{agent}__seed{seed}"
+    folder.mkdir(parents=True)
+    gaze = None if nss is None else {"nss": nss, "auc": 0.5 + nss / 10}
+    (folder / sweep.RESULT_FILE).write_text(json.dumps(
+        {"game": game, "agent": agent, "seed": seed, "score": score, "episodes": 2, "gaze": gaze}))
+
+
+def test_aggregate_paper_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    games, agents = ["seaquest", "breakout"], ["nature", "fls"]
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump({"games": games, "agents": agents}))
+    expected = {}
+    for game in games:
+        for agent in agents:
+            scores = rng.uniform(0, 500, 3)
+            nss = rng.uniform(0, 2, 3) if game == "breakout" else [None] * 3  # no gaze data for seaquest
+            for seed in range(3):
+                fake_result(tmp_path, game, agent, seed, float(scores[seed]), nss[seed])
+            expected[game, agent] = scores, nss
+
+    table = sweep.aggregate(tmp_path)
+    # rows: (metric, game) in grid order; columns: agents in grid order
+    assert list(table.index) == [("score", "seaquest"), ("score", "breakout"), ("nss", "breakout"),
+                                 ("auc", "breakout")]
+    assert list(table.columns[:3]) == ["nature mean", "nature std", "nature n"]
+    for (game, agent), (scores, nss) in expected.items():
+        assert table.loc[("score", game), f"{agent} mean"] == pytest.approx(np.mean(scores))
+        assert table.loc[("score", game), f"{agent} std"] == pytest.approx(np.std(scores, ddof=1))
+        assert table.loc[("score", game), f"{agent} n"] == 3
+        if game == "breakout":
+            assert table.loc[("nss", game), f"{agent} mean"] == pytest.approx(np.mean(nss))
+    csv = pd.read_csv(tmp_path / "table.csv")
+    assert list(csv.columns[:2]) == ["metric", "game"] and len(csv) == 4
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 12
+    markdown = (tmp_path / "table.md").read_text()
+    assert "## score" in markdown and "## nss" in markdown and "| game | nature | fls |" in markdown
+    mean, std = np.mean(expected["seaquest", "fls"][0]), np.std(expected["seaquest", "fls"][0], ddof=1)
+    assert f"{mean:.4g} ± {std:.3g} (n=3)" in markdown
+    for plot in ("score.png", "nss.png"):
+        image = cv2.imread(str(tmp_path / plot))
+        assert image is not None and image.shape[0] > 100 and image.std() > 0
+
+
+# ------------------------------------------------------------------------------------------------ serial, no Ray
+
+
+def fake_train_step(task, work):
+    """Stands in for training: a run folder with a model file (the real steps run in the Ray test)."""
+    (work / "run").mkdir(exist_ok=True)
+    (work / "run" / "model.zip").write_bytes(b"model")
+
+
+def fake_evaluate_step(task, work):
+    (work / "eval").mkdir(exist_ok=True)
+    score = 10.0 * task.seed + len(task.agent)
+    (work / "eval" / "evaluation.json").write_text(json.dumps(
+        {"score_mean": score, "score_std": 0.0, "episodes": 1, "length_mean": 100.0}))
+
+
+def test_local_sweep_without_ray_retries_and_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails: --local must not need it
+    monkeypatch.setattr(sweep, "_train_step", fake_train_step)
+    monkeypatch.setattr(sweep, "_evaluate_step", fake_evaluate_step)
+    grid, out = write_grid(tmp_path, seeds=[0, 1]), tmp_path / "out"
+    flaky, doomed = "pong__fls_tiny__seed1", "breakout__nature_tiny__seed0"
+    (out / sweep.INJECT_DIR).mkdir(parents=True)
+    (out / sweep.INJECT_DIR / f"{flaky}.fail_once").touch()
+    # fails on both attempts (max_retries 1): recorded as failed, the other tasks go on
+    monkeypatch.setattr(sweep, "_inject_faults", _fail_key(doomed, sweep._inject_faults))
+
+    assert main(["sweep", "--grid", str(grid), "--out", str(out), "--local"]) == 1
+    assert f"failed {doomed}" in capsys.readouterr().err
+    assert events(out, flaky) == ["start", "train", "start", "evaluate", "done"]  # retried, training not redone
+    assert events(out, doomed) == ["start", "train", "start", "failed"]
+    assert (out / sweep.FAILED_DIR / f"{doomed}.json").exists()
+    assert not (out / sweep.TASKS_DIR / doomed).exists() and (out / sweep.PARTIAL_DIR / doomed).exists()
+    done = sorted(p.name for p in (out / sweep.TASKS_DIR).iterdir())
+    assert len(done) == 7 and doomed not in done
+    result = json.loads((out / sweep.TASKS_DIR / flaky / sweep.RESULT_FILE).read_text())
+    assert result["attempts"] == 2 and result["score"] == 10.0 + len("fls_tiny")
+
+    # resume: only the failed task runs again (and now succeeds); finished ones are not touched
+    monkeypatch.setattr(sweep, "_inject_faults", lambda out, key, allow_crash: None)
+    stamps = {p: p.stat().st_mtime_ns for p in (out / sweep.TASKS_DIR).glob("*/result.json")}
+    report = sweep.run_sweep(grid, out, local=True, progress=False)
+    assert report.done == [doomed] and len(report.skipped) == 7 and report.ok
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert events(out, doomed) == ["start", "train", "start", "failed", "start", "evaluate", "done"]
+    assert not (out / sweep.FAILED_DIR / f"{doomed}.json").exists()
+    table = pd.read_csv(out / "table.csv").set_index(["metric", "game"])
+    # seeds 0 and 1 score len(agent) and 10 + len(agent)
+    assert table.loc[("score", "pong"), "fls_tiny mean"] == pytest.approx(5 + len("fls_tiny"))
+    assert table.loc[("score", "pong"), "fls_tiny std"] == pytest.approx(np.std([0, 10], ddof=1))
+
+    # a changed grid cannot silently reuse results made with another config
+    changed = write_grid(tmp_path, seeds=[0, 1], train={"timesteps": 512})
+    with pytest.raises(SpecError, match="another configuration"):
+        sweep.run_sweep(changed, out, local=True, progress=False)
+
+
+def _fail_key(key, inject):
+    def inject_faults(out, task_key, allow_crash):
+        if task_key == key:
+            raise RuntimeError(f"task {key} is broken")
+        inject(out, task_key, allow_crash)
+    return inject_faults
+
+
+def test_dry_run_lists_status(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sweep, "_train_step", fake_train_step)
+    monkeypatch.setattr(sweep, "_evaluate_step", fake_evaluate_step)
+    grid = sweep.load_grid(write_grid(tmp_path, games=["breakout"]))
+    out = tmp_path / "out"
+    sweep._prepare_out(grid, out)
+    sweep.run_task(grid.tasks()[0], out)
+    assert main(["sweep", "--grid", str(grid.path), "--out", str(out), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.split("\n")
+    assert lines[:2] == ["done     breakout__nature_tiny__seed0", "pending  breakout__fls_tiny__seed0"]
+
+
+# ------------------------------------------------------------------------------------------------ Ray
+
+
+@pytest.mark.slow
+def test_ray_sweep_end_to_end_with_failures_and_resume(tmp_path):
+    """2 games x 2 agents x 1 seed, really trained and evaluated on a local 2-CPU Ray instance; one task raises
+    once, one worker is killed once; both are retried; a resume reruns nothing."""
+    ray = pytest.importorskip("ray")
+    grid, out = write_grid(tmp_path), tmp_path / "out"
+    raises, crashes = "breakout__fls_tiny__seed0", "pong__nature_tiny__seed0"
+    (out / sweep.INJECT_DIR).mkdir(parents=True)
+    (out / sweep.INJECT_DIR / f"{raises}.fail_once").touch()
+    (out / sweep.INJECT_DIR / f"{crashes}.crash_once").touch()
+
+    report = sweep.run_sweep(grid, out, num_cpus=2, progress=False)
+    assert not ray.is_initialized()  # the sweep stops the instance it started
+    assert report.ok, report.failed
+    keys = [t.key for t in sweep.load_grid(grid).tasks()]
+    assert sorted(report.done) == sorted(keys)
+    for key in keys:
+        result = json.loads((out / sweep.TASKS_DIR / key / sweep.RESULT_FILE).read_text())
+        retried = key in (raises, crashes)
+        assert result["attempts"] == (2 if retried else 1)
+        # training ran once even for the retried tasks: the retry picked up the finished step
+        assert events(out, key) == (["start", "train", "start", "evaluate", "done"] if retried
+                                    else ["start", "train", "evaluate", "done"])
+        assert (out / sweep.TASKS_DIR / key / "run" / "model.zip").exists()
+        assert result["episodes"] == 1 and np.isfinite(result["score"])
+    assert not list((out / sweep.PARTIAL_DIR).iterdir())
+    table = pd.read_csv(out / "table.csv").set_index(["metric", "game"])
+    assert list(table.index) == [("score", "breakout"), ("score", "pong")]
+    assert {"nature_tiny mean", "fls_tiny mean"} <= set(table.columns)
+    assert cv2.imread(str(out / "score.png")) is not None
+
+    stamps = {p: p.stat().st_mtime_ns for p in (out / sweep.TASKS_DIR).glob("*/result.json")}
+    logs = {key: events(out, key) for key in keys}
+    again = sweep.run_sweep(grid, out, num_cpus=2, progress=False)
+    assert again.done == [] and sorted(again.skipped) == sorted(keys)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert {key: events(out, key) for key in keys} == logs
