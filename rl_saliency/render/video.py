@@ -58,14 +58,13 @@ def overlay(frame_rgb: np.ndarray, saliency01: np.ndarray, scale: int = 4, alpha
     return (big * (1.0 - weight) + heat * weight).clip(0, 255).astype(np.uint8)
 
 
-def draw_gaze(frame_rgb: np.ndarray, gaze_xy: np.ndarray, scale: int = 4) -> np.ndarray:
-    """The RGB frame enlarged, with human gaze samples (x = column, y = row, frame pixels) as dots."""
-    height, width = frame_rgb.shape[0] * scale, frame_rgb.shape[1] * scale
-    big = cv2.resize(frame_rgb, (width, height), interpolation=cv2.INTER_NEAREST)
+def draw_gaze(panel: np.ndarray, gaze_xy: np.ndarray, scale: int = 4) -> np.ndarray:
+    """Human gaze samples (x = column, y = row, in 160x210 frame pixels) as green dots on a panel already
+    enlarged ``scale`` times (drawn in place; off-screen samples are left out)."""
     for x, y in np.asarray(gaze_xy, dtype=np.float64).reshape(-1, 2):
-        if 0 <= x < frame_rgb.shape[1] and 0 <= y < frame_rgb.shape[0]:
-            cv2.circle(big, (int(x * scale), int(y * scale)), max(2, scale), (0, 255, 0), -1, cv2.LINE_AA)
-    return big
+        if 0 <= x < FRAME_SHAPE[1] and 0 <= y < FRAME_SHAPE[0]:
+            cv2.circle(panel, (int(x * scale), int(y * scale)), max(1, scale // 2), (0, 255, 0), -1, cv2.LINE_AA)
+    return panel
 
 
 def hud(width: int, text: str, scale: int = 4) -> np.ndarray:
@@ -304,6 +303,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", default=None, help="'action' (default), 'value', or an action index")
     parser.add_argument("--steps", type=int, default=300, help="frames to render (agent steps or trial frames)")
     parser.add_argument("--start", type=int, default=0, help="with --atari-head: first trial frame to show")
+    parser.add_argument("--stride", type=int, default=1, help="with --atari-head: show every k-th frame")
     parser.add_argument("--out", default="video.mp4", help="output MP4 path")
     parser.add_argument("--gif", action="store_true", help="also write a GIF next to the MP4")
     parser.add_argument("--seed", type=int, default=0)
@@ -335,8 +335,9 @@ def _run(args: argparse.Namespace) -> int:
         from rl_saliency.render.replay import render_trial
 
         summary = render_trial(args.model, args.atari_head, method=args.method, steps=args.steps, start=args.start,
-                               out=args.out, gif=args.gif, scale=args.scale, fps=args.fps, alpha=args.alpha,
-                               normalise=args.normalise, method_kwargs=method_kwargs, device=args.device)
+                               stride=args.stride, game=args.game, out=args.out, gif=args.gif, scale=args.scale,
+                               fps=args.fps, alpha=args.alpha, normalise=args.normalise,
+                               method_kwargs=method_kwargs, device=args.device)
     else:
         summary = render_agent(args.model, game=args.game, method=args.method, steps=args.steps, out=args.out,
                                gif=args.gif, seed=args.seed, scale=args.scale, fps=args.fps, alpha=args.alpha,

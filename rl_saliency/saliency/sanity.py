@@ -179,7 +179,8 @@ def plot(table: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = table.sort_values("step").drop_duplicates("step")["layer"].tolist()
+    labels = [label.replace("features_extractor.", "") for label in
+              table.sort_values("step").drop_duplicates("step")["layer"]]
     fig, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 4.2), sharey=True)
     for ax, metric in zip(axes, METRICS, strict=True):
         for name, rows in table.groupby("method", sort=False):

@@ -1,0 +1,127 @@
+"""``rl-saliency render --atari-head``: replay a human Atari-HEAD trial through the agent, the agent's saliency
+(left) and the human's gaze (right) side by side.
+
+Each recorded frame becomes the agent's observation exactly as in gaze evaluation (``envs/replay.py``: max over
+the last two raw frames of each skip of 4, grey 84x84, stack of 4); the right panel shows the gaze samples of
+the raw frames that observation covers, as dots over their blurred density.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rl_saliency.render.video import MaxNormaliser, VideoSink, draw_gaze, hud, overlay
+from rl_saliency.saliency.base import FRAME_SHAPE, get_method, upsample_to_frame
+
+
+def gaze_panel(frame: np.ndarray, samples: np.ndarray, scale: int = 4, alpha: float = 0.6) -> np.ndarray:
+    """The frame enlarged with the blurred fixation density of ``samples`` overlaid and the samples as dots."""
+    from rl_saliency.gaze.fixations import fixation_counts, gaze_density
+
+    counts, _ = fixation_counts(samples, FRAME_SHAPE)
+    density = gaze_density(counts)
+    peak = float(density.max())
+    panel = overlay(frame, density / peak if peak > 0 else density, scale=scale, alpha=alpha)
+    return draw_gaze(panel, samples, scale)
+
+
+def _stash(frames: Iterable[tuple[int, np.ndarray]], store: dict[int, np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
+    """Pass frames through, keeping the latest RGB frame by index (the replay yields the observation ending on
+    the frame it has just read)."""
+    for index, rgb in frames:
+        store.clear()
+        store[index] = rgb
+        yield index, rgb
+
+
+def render_trial(model_path: str | Path, trial_path: str | Path, method: str = "gradient", steps: int = 300,
+                 start: int = 0, stride: int = 1, out: str | Path = "trial.mp4", gif: bool = False, scale: int = 4,
+                 fps: float = 30.0, alpha: float = 0.6, normalise: str = "running", game: str | None = None,
+                 method_kwargs: dict[str, Any] | None = None, device: str = "auto", batch_size: int = 16,
+                 progress: bool = True) -> dict[str, Any]:
+    """Render ``steps`` observations of a trial, from its ``start``-th frame on, every ``stride``-th frame."""
+    from rl_saliency.envs.registry import game_from_atari_head
+    from rl_saliency.envs.replay import SPAN, replay_observations
+    from rl_saliency.gaze.data import Trial
+    from rl_saliency.gaze.evaluator import load_policy
+    from rl_saliency.gaze.fixations import observation_samples
+    from rl_saliency.saliency.methods import policy_outputs
+
+    if normalise not in ("running", "global"):
+        raise ValueError(f"normalise must be 'running' or 'global', got {normalise!r}")
+    if steps < 1 or stride < 1 or start < 0:
+        raise ValueError(f"need steps >= 1, stride >= 1, start >= 0 (got {steps}, {stride}, {start})")
+    trial = Trial.open(trial_path)
+    game = game or (game_from_atari_head(trial.game).name if trial.game else None)
+    policy, game = load_policy(model_path, game, device=device)
+    saliency_method = get_method(method, **(method_kwargs or {}))
+    gaze = trial.gaze
+    first = int(gaze.frame_index[0])
+    wanted = [first + SPAN + start + k * stride for k in range(steps)]
+    latest: dict[int, np.ndarray] = {}
+    stream = replay_observations(_stash(trial.frames(max_index=wanted[-1]), latest), indices=wanted)
+    sink = VideoSink(out, fps, gif=gif)
+    norm = MaxNormaliser()
+    pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []  # (frame, map, gaze panel, hud text)
+    started = time.time()
+    bar = tqdm(total=steps, desc=f"render {trial.name} {method}", unit="frame", disable=not progress)
+
+    def flush(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
+        obs = np.stack([o for _, o, _ in batch])
+        maps = saliency_method.attribute(policy, obs)
+        with torch.no_grad():
+            logits, values = policy_outputs(policy, policy.obs_to_tensor(obs)[0].float())
+        for (index, _, rgb), saliency, action, value in zip(batch, maps, logits.argmax(1).tolist(), values.tolist(),
+                                                            strict=True):
+            # the human's action at this frame, from the txt (-1 where null)
+            human = int(gaze.action[gaze.frame_index.searchsorted(index)]) if gaze.has(index) else -1
+            text = f"frame {index}  agent {action} (value {value:+.2f})  human {human}  [{method} | gaze]"
+            right = gaze_panel(rgb, observation_samples(gaze, index), scale=scale, alpha=alpha)
+            frame_map = upsample_to_frame(saliency, FRAME_SHAPE)
+            if normalise == "global":
+                pending.append((rgb, frame_map, right, text))
+            else:
+                _write(sink, rgb, norm(frame_map), right, text, scale, alpha)
+            bar.update(1)
+
+    try:
+        batch: list[tuple[int, np.ndarray, np.ndarray]] = []
+        for index, obs in stream:
+            batch.append((index, obs, latest[index]))
+            if len(batch) == batch_size:
+                flush(batch)
+                batch = []
+        if batch:
+            flush(batch)
+        if pending:
+            norm = MaxNormaliser(max(float(m.max()) for _, m, _, _ in pending))
+            for rgb, frame_map, right, text in pending:
+                _write(sink, rgb, norm(frame_map), right, text, scale, alpha)
+        if sink.n_frames == 0:
+            from rl_saliency.errors import DataError
+
+            raise DataError(f"trial {trial.name} has no frames from frame {wanted[0]} on ({trial_path})")
+        paths = sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+    finally:
+        bar.close()
+    elapsed = time.time() - started
+    return {"paths": [str(p) for p in paths], "frames": sink.n_frames, "codec": sink.codec,
+            "fps": sink.n_frames / max(elapsed, 1e-9), "seconds": elapsed, "trial": trial.name, "game": game,
+            "method": method, "issues": trial.issues}
+
+
+def _write(sink: VideoSink, rgb: np.ndarray, saliency01: np.ndarray, right: np.ndarray, text: str, scale: int,
+           alpha: float) -> None:
+    left = overlay(rgb, saliency01, scale=scale, alpha=alpha)
+    panels = np.concatenate([left, right], axis=1)
+    sink.write(np.concatenate([hud(panels.shape[1], text, scale), panels], axis=0))
