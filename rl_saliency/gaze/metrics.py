@@ -107,7 +107,8 @@ def auc_borji(saliency: np.ndarray, fixation_counts: np.ndarray, rng: np.random.
     fp = (negatives[:, None, :] >= t[None, :, None]).mean(axis=2)  # (splits, T)
     tp = np.concatenate([[0.0], tp, [1.0]])
     fp = np.concatenate([np.zeros((splits, 1)), fp, np.ones((splits, 1))], axis=1)
-    return float(np.mean([np.trapezoid(tp, row) for row in fp]))
+    areas = (np.diff(fp, axis=1) * (tp[1:] + tp[:-1]) / 2).sum(axis=1)  # trapezoid rule, one row per split
+    return float(areas.mean())
 
 
 def _weighted_auc(pos: np.ndarray, pos_w: np.ndarray, neg: np.ndarray, neg_w: np.ndarray) -> float:
@@ -194,21 +195,29 @@ def _per_map(fn: Callable[..., float], *stacks: np.ndarray, **kwargs) -> np.ndar
 
 def _constant_rows(s: np.ndarray) -> np.ndarray:
     flat = s.reshape(len(s), -1)
-    top = np.maximum(np.abs(flat).max(axis=1), 1e-300)
-    return ~(np.ptp(flat, axis=1) > 1e-12 * top)
+    lo, hi = flat.min(axis=1), flat.max(axis=1)
+    top = np.maximum(np.maximum(np.abs(lo), np.abs(hi)), 1e-300)
+    return ~((hi - lo) > 1e-12 * top)
 
 
 def _densities(s: np.ndarray, min_max: bool) -> np.ndarray:
     """Per-map normalisation to sum 1 (after min-max when asked); constant or empty maps become uniform."""
-    flat = s.reshape(len(s), -1).copy()
+    flat = s.reshape(len(s), -1)
     const = _constant_rows(s)
-    flat[const] = 1.0
     if min_max:
-        lo, hi = flat.min(axis=1, keepdims=True), flat.max(axis=1, keepdims=True)
-        flat = np.where(const[:, None], 1.0, (flat - lo) / np.where(hi > lo, hi - lo, 1.0))
-    total = flat.sum(axis=1, keepdims=True)
-    flat = np.where(total > 0, flat / np.where(total > 0, total, 1.0), 1.0 / flat.shape[1])
-    return flat.reshape(s.shape)
+        lo = flat.min(axis=1, keepdims=True)
+        span = flat.max(axis=1, keepdims=True) - lo
+        span[const] = 1.0
+        out = (flat - lo) / span
+    else:
+        out = flat.copy()
+    out[const] = 1.0
+    total = out.sum(axis=1, keepdims=True)
+    empty = total[:, 0] <= 0
+    total[empty] = 1.0
+    out /= total
+    out[empty] = 1.0 / out.shape[1]
+    return out.reshape(s.shape)
 
 
 def nss_batch(saliency: np.ndarray, fixation_counts: np.ndarray) -> np.ndarray:
@@ -259,10 +268,11 @@ def sim_batch(saliency: np.ndarray, gaze_density: np.ndarray) -> np.ndarray:
 def info_gain_batch(saliency: np.ndarray, baseline: np.ndarray, fixation_counts: np.ndarray) -> np.ndarray:
     s, f = _as3d(saliency, "saliency"), _as3d(fixation_counts, "fixation_counts")
     b = np.asarray(baseline, dtype=np.float64)
-    if b.ndim == 2:  # one baseline for the whole batch
-        b = np.broadcast_to(b, s.shape)
-    _check_same(s, b, f)
-    gain = np.log2(EPS + _densities(s, min_max=True)) - np.log2(EPS + _densities(np.ascontiguousarray(b), True))
+    b = b[None] if b.ndim == 2 else b  # one baseline for the whole batch, or one per map
+    _check_same(s[0], b[0], f[0])
+    if len(b) not in (1, len(s)) or len(f) != len(s):
+        raise ValueError(f"batches must have the same length, got {len(s)}, {len(b)}, {len(f)}")
+    gain = np.log2(EPS + _densities(s, min_max=True)) - np.log2(EPS + _densities(b, min_max=True))
     total = f.sum(axis=(1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         out = (f * gain).sum(axis=(1, 2)) / total
@@ -290,6 +300,9 @@ def all_metrics_batch(saliency: np.ndarray, fixation_counts: np.ndarray, gaze_de
                       other_fixation_counts: np.ndarray, baseline: np.ndarray,
                       rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Every metric for a batch of observations, as ``{name: (N,)}`` in the order of ``METRICS``."""
+    saliency, fixation_counts = _as3d(saliency, "saliency"), _as3d(fixation_counts, "fixation_counts")
+    gaze_density = _as3d(gaze_density, "gaze_density")
+    other_fixation_counts = _as3d(other_fixation_counts, "other_fixation_counts")
     return {
         "nss": nss_batch(saliency, fixation_counts),
         "auc_judd": auc_judd_batch(saliency, fixation_counts),
