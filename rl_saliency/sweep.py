@@ -56,11 +56,11 @@ RESULT_FILE = "result.json"
 GRID_KEYS = {"name", "games", "agents", "seeds", "train", "evaluate", "gaze", "resources", "max_retries"}
 TRAIN_KEYS = {"timesteps", "n_envs", "backend", "device", "checkpoint_freq"}
 # arguments the sweep sets itself for each task (not grid options)
-RESERVED = {"model_path", "game", "seed", "out", "progress", "data"}
+RESERVED = {"model_path", "model", "game", "games", "seed", "out", "progress", "atari_head", "methods"}
 RESOURCE_KEYS = {"num_cpus", "num_gpus", "memory", "resources"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 # metric columns, in the order the tables list them (others follow alphabetically)
-METRIC_ORDER = ["score", "nss", "auc", "sauc", "shuffled_auc", "kl", "cc", "sim"]
+METRIC_ORDER = ["score", "nss", "auc_judd", "auc_borji", "shuffled_auc", "kl_div", "cc", "sim", "info_gain"]
 
 
 class InjectedFailure(RuntimeError):
@@ -107,27 +107,27 @@ class Grid:
     def tasks(self) -> list[Task]:
         """Tasks in grid order: game, then agent, then seed."""
         return [Task(game=game, agent=agent, seed=seed, spec=copy.deepcopy(spec), train=dict(self.train),
-                     evaluate=dict(self.evaluate), gaze=self.gaze_for(game))
+                     evaluate=dict(self.evaluate), gaze=self.gaze_for(game, agent))
                 for game in self.games for agent, spec in self.agents.items() for seed in self.seeds]
 
-    def gaze_for(self, game: str) -> dict[str, Any] | None:
-        """Gaze settings for one game, with its Atari-HEAD folder, or None when the grid gives no data for it."""
+    def gaze_for(self, game: str, agent: str | None = None) -> dict[str, Any] | None:
+        """Gaze-eval settings for one cell: its game's Atari-HEAD folder and the agent's saliency method.
+        None when the grid gives no Atari-HEAD data for the game."""
         if not self.gaze:
             return None
         from rl_saliency.envs.registry import resolve_game
 
-        data = self.gaze.get("data")
-        atari_head = resolve_game(game).atari_head
+        data = self.gaze["data"]
         if isinstance(data, dict):  # game -> folder of trials
-            folder = data.get(game) or (data.get(atari_head) if atari_head else None)
-        elif atari_head:  # an Atari-HEAD root holding <atari_head name>/<trial>.txt
-            folder = str(Path(data) / atari_head)
-        else:
-            folder = None
+            folder = data.get(game)
+        else:  # an Atari-HEAD root holding <atari_head name>/<trial>.txt; games it lacks are not gaze-evaluated
+            atari_head = resolve_game(game).atari_head
+            folder = str(Path(data) / atari_head) if atari_head and (Path(data) / atari_head).is_dir() else None
         if not folder:
             return None
-        options = {k: v for k, v in self.gaze.items() if k != "data"}
-        return {"data": str(Path(folder).expanduser().resolve()), **options}
+        options = {k: v for k, v in self.gaze.items() if k not in ("data", "method", "agent_methods")}
+        method = (self.gaze.get("agent_methods") or {}).get(agent, self.gaze.get("method", "attention"))
+        return {"data": folder, "method": method, **options}
 
 
 def _merge_spec(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -205,6 +205,36 @@ def _optional_attr(module_name: str, attr: str) -> Callable | None:
         return None
 
 
+def _gaze_section(gaze: Any, agents: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    """``data`` (an Atari-HEAD root, or game -> folder), ``method`` (default attention), ``agent_methods``
+    (agent -> method, for agents without built-in attention) and options of ``gaze_eval`` (max_frames, ...)."""
+    from rl_saliency.envs.registry import resolve_game
+
+    if gaze is None:
+        return None
+    if not isinstance(gaze, dict) or not gaze.get("data"):
+        raise SpecError(f"grid {path}: 'gaze' needs 'data': an Atari-HEAD root folder, or a mapping "
+                        f"game -> folder of trials")
+    gaze = dict(gaze)
+    if isinstance(gaze["data"], dict):
+        gaze["data"] = {resolve_game(str(g)).name: str(Path(str(d)).expanduser().resolve())
+                        for g, d in gaze["data"].items()}
+        folders = list(gaze["data"].values())
+    else:
+        gaze["data"] = str(Path(str(gaze["data"])).expanduser().resolve())
+        folders = [gaze["data"]]
+    missing = [f for f in folders if not Path(f).exists()]
+    if missing:
+        raise SpecError(f"grid {path}: gaze data {', '.join(missing)} does not exist")
+    agent_methods = gaze.get("agent_methods") or {}
+    if not isinstance(agent_methods, dict) or set(agent_methods) - set(agents):
+        raise SpecError(f"grid {path}: gaze.agent_methods must map agents of the grid ({', '.join(agents)}) to "
+                        f"saliency methods, got {agent_methods!r}")
+    options = {k: v for k, v in gaze.items() if k not in ("data", "method", "agent_methods")}
+    _check_kwargs(_optional_attr("rl_saliency.gaze.evaluator", "gaze_eval"), options, "gaze", path)
+    return gaze
+
+
 def load_grid(path: str | Path) -> Grid:
     """Read and validate a grid file; every problem is a SpecError naming the file."""
     from rl_saliency.envs.registry import UnknownGameError, resolve_game
@@ -249,20 +279,7 @@ def load_grid(path: str | Path) -> Grid:
     evaluate = _section(raw, "evaluate", path)
     _check_kwargs(_optional_attr("rl_saliency.evaluate", "evaluate"), evaluate, "evaluate", path)
 
-    gaze = raw.get("gaze")
-    if gaze is not None:
-        if not isinstance(gaze, dict) or not gaze.get("data"):
-            raise SpecError(f"grid {path}: 'gaze' needs 'data': an Atari-HEAD root folder, or a mapping "
-                            f"game -> folder of trials")
-        gaze = dict(gaze)
-        if isinstance(gaze["data"], dict):
-            gaze["data"] = {resolve_game(str(g)).name: str(Path(str(d)).expanduser().resolve())
-                            for g, d in gaze["data"].items()}
-        else:
-            gaze["data"] = str(Path(str(gaze["data"])).expanduser().resolve())
-        gaze_fn = _optional_attr("rl_saliency.gaze.evaluator", "evaluate_model")
-        _check_kwargs(gaze_fn, {k: v for k, v in gaze.items() if k != "data"}, "gaze", path)
-
+    gaze = _gaze_section(raw.get("gaze"), agents, path)
     resources = {"num_cpus": 1, **_section(raw, "resources", path)}
     if set(resources) - RESOURCE_KEYS:
         raise SpecError(f"grid {path}: unknown resources {sorted(set(resources) - RESOURCE_KEYS)}; "
@@ -328,14 +345,16 @@ def _score_summary(evaluation: dict[str, Any]) -> dict[str, Any]:
             "episodes": evaluation["episodes"], "length": evaluation.get("length_mean")}
 
 
-def _gaze_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """Numeric summary metrics of a gaze evaluation (nss, auc, ...), whatever the evaluator nests them in."""
-    for nested in ("metrics", "mean", "summary"):
-        if isinstance(result.get(nested), dict):
-            result = result[nested]
-            break
-    return {str(k).lower(): float(v) for k, v in result.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)}
+def _gaze_metrics(per_game_csv: Path, method: str) -> dict[str, float]:
+    """The mean of each gaze metric for the agent's method (gaze-eval's per-game table, one game)."""
+    import pandas as pd
+
+    per_game = pd.read_csv(per_game_csv)
+    rows = per_game[per_game["method"] == method]
+    if rows.empty:
+        raise DataError(f"{per_game_csv} has no row for method {method!r} (no observation was scored)")
+    row = rows.iloc[0]
+    return {c[: -len("_mean")]: float(row[c]) for c in per_game.columns if c.endswith("_mean")}
 
 
 def _train_step(task: Task, work: Path) -> None:
@@ -358,12 +377,13 @@ def _evaluate_step(task: Task, work: Path) -> None:
     evaluate(work / "run" / "model.zip", game=task.game, seed=task.seed, out=work / "eval", progress=False, **opts)
 
 
-def _gaze_step(task: Task, work: Path) -> dict[str, Any]:
-    from rl_saliency.gaze.evaluator import evaluate_model
+def _gaze_step(task: Task, work: Path) -> None:
+    from rl_saliency.gaze.evaluator import gaze_eval
 
     opts = dict(task.gaze or {})
-    data = opts.pop("data")
-    return evaluate_model(work / "run" / "model.zip", data, **opts)
+    data, method = opts.pop("data"), opts.pop("method")
+    gaze_eval(work / "run" / "model.zip", data, work / "gaze", methods=[method], game=task.game,
+              seed=task.seed, progress=False, **opts)
 
 
 def run_task(task: Task | dict[str, Any], out: str | Path, allow_crash: bool = False) -> dict[str, Any]:
@@ -401,11 +421,11 @@ def run_task(task: Task | dict[str, Any], out: str | Path, allow_crash: bool = F
 
     gaze = None
     if task.gaze:
-        if not (work / "gaze.json").exists():
+        if not (work / "gaze" / "per_game.csv").exists():  # written last by gaze-eval, which resumes by trial
             t0 = time.time()
-            _write_json(work / "gaze.json", _gaze_step(task, work))
+            _gaze_step(task, work)
             _log(out, task.key, "gaze", seconds=time.time() - t0)
-        gaze = _gaze_metrics(_read_json(work / "gaze.json"))
+        gaze = _gaze_metrics(work / "gaze" / "per_game.csv", task.gaze["method"])
 
     result = {"key": task.key, "game": task.game, "agent": task.agent, "seed": task.seed,
               **_score_summary(evaluation), "gaze": gaze, "attempts": attempt, "host": socket.gethostname(),

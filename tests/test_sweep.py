@@ -47,8 +47,10 @@ def events(out: Path, key: str) -> list[str]:
 
 def test_grid_expands_and_merges_overrides(tmp_path):
     gaze_root = tmp_path / "atari_head"
+    (gaze_root / "ms_pacman").mkdir(parents=True)  # Atari-HEAD has breakout too, but this copy lacks it
     grid = sweep.load_grid(write_grid(tmp_path, games=["Breakout", "ms_pacman", "pong"], seeds=[3, 7],
-                                      gaze={"data": str(gaze_root), "method": "attention"}))
+                                      gaze={"data": str(gaze_root), "agent_methods": {"nature_tiny": "gradient"},
+                                            "max_frames": 200}))
     tasks = grid.tasks()
     assert [t.key for t in tasks[:4]] == ["breakout__nature_tiny__seed3", "breakout__nature_tiny__seed7",
                                           "breakout__fls_tiny__seed3", "breakout__fls_tiny__seed7"]
@@ -57,9 +59,12 @@ def test_grid_expands_and_merges_overrides(tmp_path):
     # overrides merge into the spec's hyperparams: the spec's own learning rate stays, n_steps is replaced
     assert fls["hyperparams"]["n_steps"] == 64 and fls["hyperparams"]["learning_rate"] == "lin_2.5e-4"
     assert fls["features_extractor"] == "SparseFLS" and fls["n_envs"] == 2
-    # gaze data only for the games Atari-HEAD recorded (pong is not one of them)
-    assert grid.gaze_for("ms_pacman") == {"data": str(gaze_root.resolve() / "ms_pacman"), "method": "attention"}
-    assert grid.gaze_for("pong") is None
+    # gaze-eval only where the data has the game; attention by default, another method where the grid says
+    pacman = {t.agent: t.gaze for t in tasks if t.game == "ms_pacman"}
+    assert pacman["fls_tiny"] == {"data": str(gaze_root.resolve() / "ms_pacman"), "method": "attention",
+                                  "max_frames": 200}
+    assert pacman["nature_tiny"]["method"] == "gradient"
+    assert all(t.gaze is None for t in tasks if t.game in ("breakout", "pong"))
 
 
 @pytest.mark.parametrize("change, message", [
@@ -76,6 +81,9 @@ def test_grid_expands_and_merges_overrides(tmp_path):
     ({"resources": {"num_cpus": -1}}, "num_cpus must be a number"),
     ({"max_retries": "twice"}, "max_retries must be"),
     ({"gaze": {"method": "attention"}}, "'gaze' needs 'data'"),
+    ({"gaze": {"data": "/no/such/atari_head"}}, "gaze data /no/such/atari_head does not exist"),
+    ({"gaze": {"data": ".", "agent_methods": {"nature": "gradient"}}}, "agent_methods must map agents"),
+    ({"gaze": {"data": ".", "max_frame": 100}}, "unknown or reserved gaze options ['max_frame']"),
 ])
 def test_bad_grids_name_the_problem_and_the_file(tmp_path, change, message):
     path = write_grid(tmp_path, **change)
@@ -256,3 +264,19 @@ def test_ray_sweep_end_to_end_with_failures_and_resume(tmp_path):
     assert again.done == [] and sorted(again.skipped) == sorted(keys)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert {key: events(out, key) for key in keys} == logs
+
+
+@pytest.mark.slow
+def test_local_sweep_with_gaze_on_real_trial(tmp_path, atari_head_dir, monkeypatch):
+    """A real (tiny) train, evaluate and gaze-eval against the real Ms. Pac-Man trial; NSS lands in the table."""
+    monkeypatch.setitem(sys.modules, "ray", None)
+    grid = write_grid(tmp_path, games=["ms_pacman"], agents=[{"name": "fls_tiny", "spec": "fls_sparse", **TINY_AGENT}],
+                      gaze={"data": str(atari_head_dir), "max_frames": 120, "stride": 4})
+    report = sweep.run_sweep(grid, tmp_path / "out", local=True, progress=False)
+    assert report.ok, report.failed
+    result = json.loads((tmp_path / "out" / sweep.TASKS_DIR / "ms_pacman__fls_tiny__seed0" / "result.json").read_text())
+    assert set(result["gaze"]) >= {"nss", "auc_judd", "shuffled_auc", "kl_div", "cc"}
+    assert all(np.isfinite(v) for v in result["gaze"].values())
+    table = pd.read_csv(tmp_path / "out" / "table.csv").set_index(["metric", "game"])
+    assert table.loc[("nss", "ms_pacman"), "fls_tiny mean"] == pytest.approx(result["gaze"]["nss"])
+    assert cv2.imread(str(tmp_path / "out" / "nss.png")) is not None
