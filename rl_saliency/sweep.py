@@ -361,8 +361,12 @@ def _train_step(task: Task, work: Path) -> None:
     from rl_saliency.agents.spec import spec_from_dict
     from rl_saliency.train import train
 
-    run = work / "run"
-    spec = spec_from_dict(task.spec, f"sweep task {task.key}")
+    run, spec_file = work / "run", work / "spec.yaml"
+    if not spec_file.exists():  # the exact spec of this cell: `rl-saliency train --agent <it>` reproduces it
+        tmp = spec_file.with_name(".spec.yaml.tmp")
+        tmp.write_text(yaml.safe_dump(task.spec, sort_keys=False))
+        os.replace(tmp, spec_file)
+    spec = spec_from_dict(task.spec, spec_file)
     opts = dict(task.train)
     timesteps = int(opts.pop("timesteps", None) or spec.n_timesteps)
     # a run folder left by a killed attempt: continue from its last checkpoint instead of starting over
