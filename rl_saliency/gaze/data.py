@@ -183,6 +183,7 @@ class GazeTable:
     null_gaze_frames: int = 0  # rows whose gaze is null (frames without gaze)
     null_samples: int = 0  # x,y pairs with a null coordinate, dropped
     issues: list[str] = field(default_factory=list)
+    pixel_cache: dict = field(default_factory=dict, repr=False, compare=False)  # fixations: sample -> pixel
 
     def __post_init__(self) -> None:
         self._row = {int(i): k for k, i in enumerate(self.frame_index)}

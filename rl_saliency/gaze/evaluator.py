@@ -139,7 +139,7 @@ def evaluate_trial(trial: Trial, policy: Any, methods: dict[str, Any], resolutio
         obs = np.stack([o for _, o in batch])
         counts, n_fix, n_off = observation_counts(gaze, at, shape)
         density = gaze_density(counts)
-        others = np.stack([shuffled_negatives(gaze, indices, position[i], rng, shape) for i in at])
+        others = shuffled_negatives(gaze, indices, [position[i] for i in at], rng, shape)
         metric_seed = int(rng.integers(2**63))
         for name, method in methods.items():
             maps = method.attribute(policy, obs)

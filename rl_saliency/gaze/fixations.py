@@ -39,17 +39,45 @@ def observation_samples(gaze: GazeTable, index: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty((0, 2), np.float32)
 
 
+def _pixels(gaze: GazeTable, shape: tuple[int, int]) -> np.ndarray:
+    """Linear pixel index at ``shape`` of every gaze sample of the trial (-1 off-screen), computed once."""
+    cache = gaze.pixel_cache
+    if shape not in cache:
+        x, y = gaze.xy[:, 0].astype(np.float64), gaze.xy[:, 1].astype(np.float64)
+        onscreen = (x >= 0) & (x < FRAME_SHAPE[1]) & (y >= 0) & (y < FRAME_SHAPE[0])
+        rows = np.minimum(np.floor(y * shape[0] / FRAME_SHAPE[0]), shape[0] - 1)
+        cols = np.minimum(np.floor(x * shape[1] / FRAME_SHAPE[1]), shape[1] - 1)
+        cache[shape] = np.where(onscreen, rows * shape[1] + cols, -1).astype(np.int64)
+    return cache[shape]
+
+
+def _union_counts(gaze: GazeTable, groups: Sequence[Sequence[int]],
+                  shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Counts ``(len(groups), h, w)`` of the gaze of each group of raw frames, and each group's off-screen
+    samples, with one ``bincount`` for the whole batch."""
+    pixels, n_pix = _pixels(gaze, shape), shape[0] * shape[1]
+    parts, owners = [], []
+    for g, frames in enumerate(groups):
+        for frame in frames:
+            k = gaze._row.get(frame)
+            if k is not None and gaze.offsets[k + 1] > gaze.offsets[k]:
+                parts.append(pixels[gaze.offsets[k]: gaze.offsets[k + 1]])
+                owners.append(np.full(parts[-1].shape, g, np.int64))
+    if not parts:
+        return np.zeros((len(groups), *shape), np.float32), np.zeros(len(groups), np.int64)
+    pix, owner = np.concatenate(parts), np.concatenate(owners)
+    on = pix >= 0
+    counts = np.bincount(owner[on] * n_pix + pix[on], minlength=len(groups) * n_pix)
+    offscreen = np.bincount(owner[~on], minlength=len(groups))
+    return counts.reshape(len(groups), *shape).astype(np.float32), offscreen.astype(np.int64)
+
+
 def observation_counts(gaze: GazeTable, indices: Sequence[int],
                        shape: tuple[int, int] = FRAME_SHAPE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fixation counts ``(N, h, w)`` of the observations at ``indices``, with the number of on-screen and
     off-screen samples of each."""
-    maps = np.zeros((len(indices), *shape), np.float32)
-    onscreen = np.zeros(len(indices), np.int64)
-    offscreen = np.zeros(len(indices), np.int64)
-    for k, index in enumerate(indices):
-        maps[k], offscreen[k] = fixation_counts(observation_samples(gaze, index), shape)
-        onscreen[k] = int(maps[k].sum())
-    return maps, onscreen, offscreen
+    counts, offscreen = _union_counts(gaze, [covered_frames(i) for i in indices], shape)
+    return counts, counts.sum(axis=(1, 2)).astype(np.int64), offscreen
 
 
 def gaze_density(counts: np.ndarray, sigma: float | None = None) -> np.ndarray:
@@ -95,14 +123,18 @@ def observation_indices(gaze: GazeTable, stride: int = 1, max_index: int | None 
     return out, skipped
 
 
-def shuffled_negatives(gaze: GazeTable, indices: Sequence[int], position: int, rng: np.random.Generator,
+def shuffled_negatives(gaze: GazeTable, indices: Sequence[int], positions: Sequence[int], rng: np.random.Generator,
                        shape: tuple[int, int] = FRAME_SHAPE, n_others: int = 10) -> np.ndarray:
-    """Negatives of shuffled AUC for the observation ``indices[position]``: the summed fixation counts of
-    ``n_others`` random other observations of the same trial (drawn from all of ``indices``)."""
+    """Negatives of shuffled AUC for the observations ``indices[p]``, p in ``positions``: for each, the summed
+    fixation counts of ``n_others`` random other observations of the same trial (drawn from all of
+    ``indices``). Returns ``(len(positions), h, w)``."""
     n = len(indices)
-    if n <= 1:
-        return np.zeros(shape, np.float32)
-    picks = rng.choice(n - 1, size=min(n_others, n - 1), replace=False)
-    picks = picks + (picks >= position)  # never the observation itself
-    samples = np.concatenate([observation_samples(gaze, indices[k]) for k in picks])
-    return fixation_counts(samples, shape)[0]
+    groups = []
+    for position in positions:
+        if n <= 1:
+            groups.append([])
+            continue
+        picks = rng.choice(n - 1, size=min(n_others, n - 1), replace=False)
+        picks = picks + (picks >= position)  # never the observation itself
+        groups.append([frame for k in picks for frame in covered_frames(indices[k])])
+    return _union_counts(gaze, groups, shape)[0]
