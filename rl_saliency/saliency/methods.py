@@ -61,7 +61,8 @@ def policy_outputs(policy: BasePolicy, obs: torch.Tensor) -> tuple[torch.Tensor,
                     f"{type(policy).__name__} is neither and defines no saliency_outputs(obs)")
 
 
-def resolve_target(policy: BasePolicy, obs: torch.Tensor, target: Target) -> np.ndarray | str:
+def resolve_target(policy: BasePolicy, obs: torch.Tensor, target: Target, greedy_in_pass: bool = False
+                   ) -> np.ndarray | str:
     """Fix the target once on the clean observations: ``"value"``, ``"logits"`` or one action per observation.
 
     Noisy copies (SmoothGrad), path points (integrated gradients) and randomised networks (sanity checks) must
@@ -69,6 +70,8 @@ def resolve_target(policy: BasePolicy, obs: torch.Tensor, target: Target) -> np.
     """
     n = len(obs)
     if target is None or (isinstance(target, str) and target == "action"):
+        if greedy_in_pass:  # a method scoring the clean input itself reads the action off its own forward pass
+            return "greedy"
         with torch.no_grad():
             logits, _ = policy_outputs(policy, obs)
         return logits.argmax(dim=1).cpu().numpy()
@@ -88,11 +91,13 @@ def resolve_target(policy: BasePolicy, obs: torch.Tensor, target: Target) -> np.
 
 
 def score(policy: BasePolicy, obs: torch.Tensor, target: np.ndarray | str) -> torch.Tensor:
-    """One scalar per observation: the target action's logit (or Q-value) or the value."""
+    """One scalar per observation: the target action's logit (or Q-value), the greedy action's, or the value."""
     logits, value = policy_outputs(policy, obs)
     if isinstance(target, str):
         if target == "value":
             return value
+        if target == "greedy":
+            return logits.gather(1, logits.detach().argmax(dim=1, keepdim=True)).squeeze(1)
         raise ValueError(f"target {target!r} has no scalar score; gradient methods take 'action', 'value' or an int")
     index = torch.as_tensor(target, device=logits.device).long()[:, None]
     return logits.gather(1, index).squeeze(1)
@@ -141,6 +146,7 @@ class _GradientMethod:
     """Shared plumbing: prepare the input, fix the target, chunk the batch, reduce channels."""
 
     name = "gradient"
+    scores_clean_input = False  # True: one pass gives the action and its gradient (no separate forward)
 
     def __init__(self, target: Target = "action", reduce: str = "max", batch_size: int = 64):
         if reduce not in ("max", "sum"):
@@ -156,7 +162,7 @@ class _GradientMethod:
     def _run(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor, target: Target) -> torch.Tensor:
         policy.set_training_mode(False)
         obs = _float_input(policy, observations)
-        fixed = resolve_target(policy, obs, self.target if target is None else target)
+        fixed = resolve_target(policy, obs, self.target if target is None else target, self.scores_clean_input)
         parts = [self.attributions(policy, obs[s], _take(fixed, s)) for s in _chunks(len(obs), self.batch_size)]
         return torch.cat(parts).detach()
 
@@ -176,6 +182,7 @@ class Gradient(_GradientMethod):
     """|d score / d input| (vanilla gradient, Simonyan et al.)."""
 
     name = "gradient"
+    scores_clean_input = True
 
     def attributions(self, policy: BasePolicy, obs: torch.Tensor, target: np.ndarray | str) -> torch.Tensor:
         return input_gradient(policy, obs, target)
@@ -321,7 +328,7 @@ class GradCAM:
     def _run(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor, target: Target) -> torch.Tensor:
         policy.set_training_mode(False)
         obs = _float_input(policy, observations)
-        fixed = resolve_target(policy, obs, self.target if target is None else target)
+        fixed = resolve_target(policy, obs, self.target if target is None else target, greedy_in_pass=True)
         return torch.cat([self._cam(policy, obs[s], _take(fixed, s)) for s in _chunks(len(obs), self.batch_size)])
 
     def attribute(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor, target: Target = None,
