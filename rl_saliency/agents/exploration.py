@@ -49,7 +49,7 @@ LOG_2PI = math.log(2.0 * math.pi)
 # ---------------------------------------------------------------------------------------------------
 
 
-def jensen_renyi_divergence(mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+def jensen_renyi_divergence(mean: torch.Tensor, var: torch.Tensor, per_dimension: bool = False) -> torch.Tensor:
     """Jensen-Renyi (order 2) divergence among K equally weighted diagonal Gaussians.
 
     ``H2(mixture) - mean_i H2(P_i)`` with ``H2(mixture) = -log[(1/K^2) sum_ij N(mu_i; mu_j, S_i + S_j)]`` and
@@ -57,7 +57,13 @@ def jensen_renyi_divergence(mean: torch.Tensor, var: torch.Tensor) -> torch.Tens
     into each pairwise term per dimension before summing, so identical members give exactly 0 and large
     ``d`` loses no precision; the sum over pairs is a log-sum-exp. It is 0 for identical members and
     tends to ``log K`` as equal-variance members separate (like the Shannon JSD). With unequal variances
-    the order-2 version can dip slightly below 0.
+    the order-2 version can dip below 0 (by up to about ``d/2`` times the spread of the members'
+    log-variances), which is why the explorer shrinks variances towards a common bound first.
+
+    ``per_dimension=True`` gives the mean over dimensions of the divergence among the members' 1-D
+    marginals instead of the joint one: in hundreds of dimensions the joint divergence saturates at
+    ``log K`` as soon as the members disagree a little on many features, while the per-dimension mean
+    keeps grading the disagreement.
     """
     _check_members(mean, var)
     k = mean.shape[0]
@@ -66,25 +72,30 @@ def jensen_renyi_divergence(mean: torch.Tensor, var: torch.Tensor) -> torch.Tens
     diff2 = (mean[:, None] - mean[None, :]).pow(2)
     pair_var = var[:, None] + var[None, :]
     # log N(mu_i; mu_j, S_i+S_j) + mean_k H2(P_k), per pair; exactly 0 for identical members
-    pair = -0.5 * (diff2 / pair_var + torch.log(pair_var / 2.0) - ref).sum(-1)
-    return 2.0 * math.log(k) - torch.logsumexp(pair.flatten(0, 1), dim=0)
+    pair = -0.5 * (diff2 / pair_var + torch.log(pair_var / 2.0) - ref)
+    if per_dimension:
+        return (2.0 * math.log(k) - torch.logsumexp(pair.flatten(0, 1), dim=0)).mean(-1)
+    return 2.0 * math.log(k) - torch.logsumexp(pair.sum(-1).flatten(0, 1), dim=0)
 
 
 def jensen_shannon_mc(mean: torch.Tensor, var: torch.Tensor, n_samples: int = 256,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+                      generator: torch.Generator | None = None, per_dimension: bool = False) -> torch.Tensor:
     """Monte-Carlo estimate of the Shannon Jensen-Shannon divergence among K diagonal Gaussians:
-    ``mean_i E_{x ~ P_i}[log P_i(x) - log mixture(x)]`` (for checking the closed form)."""
+    ``mean_i E_{x ~ P_i}[log P_i(x) - log mixture(x)]`` (for checking the closed form; ``per_dimension``
+    as there)."""
     _check_members(mean, var)
     k = mean.shape[0]
     std = var.sqrt()
     noise = torch.randn((n_samples, *mean.shape), generator=generator, dtype=mean.dtype, device=mean.device)
     x = mean + std * noise  # (S, K_i, ..., d): samples of each member
     # log P_j(x) for every sample of every member i: (S, K_i, K_j, ...)
-    log_p = -0.5 * ((x[:, :, None] - mean[None, None]).pow(2) / var[None, None]
-                    + var.log()[None, None] + LOG_2PI).sum(-1)
+    log_p = -0.5 * ((x[:, :, None] - mean[None, None]).pow(2) / var[None, None] + var.log()[None, None] + LOG_2PI)
+    if not per_dimension:
+        log_p = log_p.sum(-1)
     log_own = torch.diagonal(log_p, dim1=1, dim2=2).movedim(-1, 1)  # (S, K, ...)
     log_mix = torch.logsumexp(log_p, dim=2) - math.log(k)
-    return (log_own - log_mix).mean(dim=(0, 1))
+    out = (log_own - log_mix).mean(dim=(0, 1))
+    return out.mean(-1) if per_dimension else out
 
 
 def _check_members(mean: torch.Tensor, var: torch.Tensor) -> None:
@@ -237,7 +248,9 @@ DEFAULTS: dict[str, Any] = {
     "var_min": 1e-2,
     "var_max": 1.0,
     "var_decay": 0.1,  # MAX: in the utility, shrink variances towards var_max (1 = as predicted, 0 = all var_max)
+    "norm_updates": 1,  # training rounds (rollout ends) that update the input / target normalisation
     "divergence": "jrd",  # jrd (closed form) | mc (Monte-Carlo Shannon JSD)
+    "per_dimension": None,  # mean of per-dimension divergences; None = when features have > 64 dimensions
     "mc_samples": 64,
     "device": "cpu",
 }
@@ -298,6 +311,7 @@ class NoveltyExplorer:
         self.in_rms: RunningMeanStd | None = None
         self.out_rms = RunningMeanStd(shape=())
         self.n_seen = 0  # transitions added so far
+        self.n_norm_updates = 0
         if self.kind != "agent":
             self.set_encoder(self._make_encoder())
 
@@ -328,6 +342,7 @@ class NoveltyExplorer:
         self.encoder = encoder.to(self.device)
         self.encoder.eval()
         d, cfg = encoder.features_dim, self.config
+        self.per_dimension = bool(cfg["per_dimension"]) if cfg["per_dimension"] is not None else d > 64
         self.ensemble = GaussianEnsemble(d, sum(self.action_dims), int(cfg["n_models"]), int(cfg["hidden"]),
                                          int(cfg["n_layers"]), float(cfg["var_min"]), float(cfg["var_max"]),
                                          generator=self.generator).to(self.device)
@@ -367,8 +382,9 @@ class NoveltyExplorer:
         var_max = float(self.config["var_max"])
         var = var_max - float(self.config["var_decay"]) * (var_max - var)
         if self.config["divergence"] == "mc":
-            return jensen_shannon_mc(mean, var, int(self.config["mc_samples"]), generator=self.generator)
-        return jensen_renyi_divergence(mean, var)
+            return jensen_shannon_mc(mean, var, int(self.config["mc_samples"]), generator=self.generator,
+                                     per_dimension=self.per_dimension)
+        return jensen_renyi_divergence(mean, var, per_dimension=self.per_dimension)
 
     # -- online data -------------------------------------------------------------------------------
     def add(self, features: torch.Tensor, actions: np.ndarray, next_features: torch.Tensor) -> None:
@@ -399,9 +415,13 @@ class NoveltyExplorer:
         if n == 0:
             return {}
         ens = self.ensemble
-        ens.in_mean.copy_(torch.as_tensor(self.in_rms.mean, dtype=torch.float32))
-        ens.in_scale.fill_(float(np.sqrt(np.mean(self.in_rms.var)) + 1e-3))
-        ens.out_scale.fill_(float(np.sqrt(self.out_rms.var) + 1e-3))
+        if self.n_norm_updates < int(self.config["norm_updates"]):
+            # normalisation from the first rollouts only: moving it later would shift every member's inputs
+            # and make well-known transitions look novel again
+            ens.in_mean.copy_(torch.as_tensor(self.in_rms.mean, dtype=torch.float32))
+            ens.in_scale.fill_(float(np.sqrt(np.mean(self.in_rms.var)) + 1e-3))
+            ens.out_scale.fill_(float(np.sqrt(self.out_rms.var) + 1e-3))
+            self.n_norm_updates += 1
         losses = []
         batch = min(int(self.config["batch_size"]), n)
         for _ in range(int(steps if steps is not None else self.config["train_steps"])):
@@ -428,6 +448,7 @@ class NoveltyExplorer:
                 "observation_space": self.observation_space, "action_space": self.action_space,
                 "encoder": self.encoder.state_dict(), "ensemble": self.ensemble.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "rms": rms, "n_seen": self.n_seen,
+                "n_norm_updates": self.n_norm_updates,
                 "buffer": {key: value[:n].copy() for key, value in self.buffer.items()},
                 "rng": self.rng.bit_generator.state, "generator": self.generator.get_state()}
 
@@ -441,6 +462,7 @@ class NoveltyExplorer:
         for name, rms in (("return", self.return_rms), ("in", self.in_rms), ("out", self.out_rms)):
             rms.mean, rms.var, rms.count = state["rms"][name]
         self.n_seen = int(state["n_seen"])
+        self.n_norm_updates = int(state["n_norm_updates"])
         for key, value in state["buffer"].items():
             self.buffer[key][: len(value)] = value
         self.rng.bit_generator.state = state["rng"]

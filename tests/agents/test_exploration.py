@@ -262,3 +262,50 @@ def test_novelty_saliency_on_the_contract() -> None:
     assert maps.std() > 0
     model.learn(8, callback=callback)  # attaches policy.explorer
     assert method.attribute(model.policy, obs, actions=np.array([0, 1, 2])).shape == (3, 84, 84)
+
+
+def test_per_dimension_divergence_is_the_mean_of_one_dimensional_ones() -> None:
+    mean, var = _members(d=5)
+    per_dim = jensen_renyi_divergence(mean, var, per_dimension=True)
+    one_d = torch.stack([jensen_renyi_divergence(mean[..., i:i + 1], var[..., i:i + 1]) for i in range(5)], -1)
+    assert torch.allclose(per_dim, one_d.mean(-1), atol=1e-10)
+    # in many dimensions the joint divergence saturates at log K while the per-dimension one still grades
+    d = 512
+    direction = torch.randn(5, 1, d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ones = torch.ones(5, 1, d, dtype=torch.float64)
+    joint = [jensen_renyi_divergence(s * direction, ones).item() for s in (0.5, 1.0)]
+    graded = [jensen_renyi_divergence(s * direction, ones, per_dimension=True).item() for s in (0.5, 1.0)]
+    assert joint[0] == pytest.approx(math.log(5), abs=1e-3) and joint[1] == pytest.approx(math.log(5), abs=1e-3)
+    assert 0 < graded[0] < graded[1] < math.log(5)
+    mc = jensen_shannon_mc(0.1 * direction[..., :8], ones[..., :8], 50_000, torch.Generator().manual_seed(0),
+                           per_dimension=True)
+    assert mc.item() == pytest.approx(jensen_renyi_divergence(0.1 * direction[..., :8], ones[..., :8],
+                                                              per_dimension=True).item(), rel=0.15)
+
+
+@pytest.mark.slow
+def test_on_atari_frames_of_another_game_are_more_novel_than_seen_ones() -> None:
+    """Random-CNN features of Breakout frames: after a little online training, the utility of frames the
+    ensemble has seen is well below that of Pong frames it never saw (512-d, per-dimension divergence)."""
+    from rl_saliency.envs import make_atari_vec_env
+
+    rng = np.random.default_rng(0)
+    breakout, callback = make_explorer({"hidden": 64, "train_steps": 20}, make_atari_vec_env("breakout", 2, seed=0),
+                                       seed=0)
+    explorer = callback.explorer
+    assert explorer.per_dimension and explorer.encoder.features_dim == 512
+    breakout.reset()
+    for step in range(120):
+        breakout.step(rng.integers(0, 4, 2))
+        if step % 30 == 29:
+            explorer.train_ensemble()
+    pong = make_atari_vec_env("pong", 2, seed=0)
+    pong_obs = pong.reset()
+    for _ in range(20):
+        pong_obs, *_ = pong.step(rng.integers(0, 6, 2))
+    with torch.no_grad():
+        seen = explorer.utility(explorer.features(breakout._last_obs), np.zeros(2, dtype=np.int64))
+        novel = explorer.utility(explorer.features(pong_obs), np.zeros(2, dtype=np.int64))
+    breakout.close()
+    pong.close()
+    assert (seen >= 0).all() and seen.max() * 3 < novel.min()
