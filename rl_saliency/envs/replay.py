@@ -7,6 +7,11 @@ max of that step's last two raw RGB frames (``MaxAndSkipEnv``), turned grey and 
 ``pool(i-13, i-12), pool(i-9, i-8), pool(i-5, i-4), pool(i-1, i)`` and covers raw frames
 ``i, i-1, i-4, i-5, i-8, i-9, i-12, i-13`` (the FLS evaluation protocol). No noop or fire reset is involved:
 the frames are whatever the human played.
+
+Two poolings exist, one per env backend, and the replay must use the one the agent was trained with:
+``rgb`` (SB3's ``MaxAndSkipEnv``: max of the RGB frames, then grey) and ``grey`` (ale-py's ``AtariVectorEnv``
+with ``maxpool``: each frame grey, then the max). They differ on about 0.4% of the pixels of a Ms. Pac-Man
+frame, by up to 37 grey levels.
 """
 
 from __future__ import annotations
@@ -35,9 +40,18 @@ def warp_frame(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(grey, (OBS_SIZE, OBS_SIZE), interpolation=cv2.INTER_AREA)
 
 
-def pool_frames(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """The 84x84 grey frame of one agent step: max of its last two raw RGB frames, then ``warp_frame``."""
-    return warp_frame(np.maximum(previous, current))
+POOLS = ("rgb", "grey")
+
+
+def pool_frames(previous: np.ndarray, current: np.ndarray, pool: str = "rgb") -> np.ndarray:
+    """The 84x84 grey frame of one agent step from its last two raw RGB frames: ``rgb`` takes their max and
+    then ``warp_frame`` (SB3 backend); ``grey`` turns each grey, takes the max, then resizes (ale backend)."""
+    if pool == "rgb":
+        return warp_frame(np.maximum(previous, current))
+    if pool == "grey":
+        grey = np.maximum(cv2.cvtColor(previous, cv2.COLOR_RGB2GRAY), cv2.cvtColor(current, cv2.COLOR_RGB2GRAY))
+        return cv2.resize(grey, (OBS_SIZE, OBS_SIZE), interpolation=cv2.INTER_AREA)
+    raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
 
 
 @dataclass
@@ -49,16 +63,20 @@ class ReplayReport:
 
 
 def replay_observations(frames: Iterable[tuple[int, np.ndarray]], indices: Iterable[int] | None = None,
-                        stride: int = 1, report: ReplayReport | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                        stride: int = 1, report: ReplayReport | None = None,
+                        pool: str = "rgb") -> Iterator[tuple[int, np.ndarray]]:
     """Turn raw frames ``(index, rgb)`` (ascending index, gaps allowed) into the agent's observations
     ``(index, (4, 84, 84) uint8)``, channels oldest first as ``VecFrameStack`` + ``VecTransposeImage`` give.
 
     ``indices`` are the raw frames to build observations at (ascending); by default every ``stride``-th
     frame from the first one with 13 frames before it. An observation whose covered frames are not all
-    there is skipped and listed in ``report.gaps``.
+    there is skipped and listed in ``report.gaps``. ``pool``: ``rgb`` for agents trained on the SB3 backend,
+    ``grey`` for the ale backend (see the module doc).
     """
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
     report = report if report is not None else ReplayReport()
     wanted = iter(sorted(set(indices))) if indices is not None else None
     target = next(wanted, None) if wanted is not None else None
@@ -71,7 +89,7 @@ def replay_observations(frames: Iterable[tuple[int, np.ndarray]], indices: Itera
         if first is None:
             first = index
         if previous is not None and previous[0] == index - 1:
-            pooled[index] = pool_frames(previous[1], rgb)
+            pooled[index] = pool_frames(previous[1], rgb, pool)
         previous = (index, rgb)
         for old in [k for k in pooled if k < index - SPAN + 1]:
             del pooled[old]

@@ -27,7 +27,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from rl_saliency import io
-from rl_saliency.envs.replay import ReplayReport, replay_observations
+from rl_saliency.envs.replay import POOLS, ReplayReport, replay_observations
 from rl_saliency.errors import DataError, ModelLoadError, SpecError
 from rl_saliency.gaze.data import FRAME_SHAPE, Trial, TrialFiles, find_trials
 from rl_saliency.gaze.fixations import (
@@ -59,6 +59,22 @@ def _model_game(model_path: Path, game: str | None) -> str | None:
         raise ModelLoadError(f"model {model_path} was trained on {trained} (its run's config.yaml) but --game is "
                              f"{given}")
     return trained or given
+
+
+def replay_pool(model_path: str | Path | None, pool: str = "auto") -> str:
+    """How the replay pools each step's two raw frames: as the env backend the model was trained on did.
+    ``auto``: the run's config.yaml ``backend`` (``ale`` -> ``grey``, ``sb3`` -> ``rgb``); ``rgb`` (SB3's
+    AtariWrapper, as rl-zoo models were trained) when the model has no run folder."""
+    if pool != "auto":
+        if pool not in POOLS:
+            raise SpecError(f"pool must be auto or one of {', '.join(POOLS)}, got {pool!r}")
+        return pool
+    if model_path is None or str(model_path).lower() == "none":
+        return "rgb"
+    from rl_saliency.evaluate import run_config
+
+    backend = (run_config(model_path) or {}).get("backend", "sb3")
+    return "grey" if backend == "ale" else "rgb"
 
 
 def load_policy(model_path: str | Path | None, game: str | None, device: str = "auto") -> tuple[Any, str | None]:
@@ -117,10 +133,10 @@ def centre_bias_map(shape: tuple[int, int]) -> np.ndarray:
 
 
 def evaluate_trial(trial: Trial, policy: Any, methods: dict[str, Any], resolution: int = 84, stride: int = 1,
-                   max_frames: int | None = None, batch_size: int = 64, seed: int = 0,
+                   max_frames: int | None = None, batch_size: int = 64, seed: int = 0, pool: str = "rgb",
                    progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Score every method on every observation of one trial: a row per observation and method, and a
-    summary with everything that went wrong in the data."""
+    summary with everything that went wrong in the data. ``pool``: see ``envs.replay``."""
     shape = RESOLUTIONS[resolution]
     gaze = trial.gaze
     first = int(gaze.frame_index[0])
@@ -153,7 +169,7 @@ def evaluate_trial(trial: Trial, policy: Any, methods: dict[str, Any], resolutio
 
     batch: list[tuple[int, np.ndarray]] = []
     frames = trial.frames(max_index=indices[-1] if indices else first)
-    for item in replay_observations(frames, indices=indices, report=replay_report):
+    for item in replay_observations(frames, indices=indices, report=replay_report, pool=pool):
         batch.append(item)
         if len(batch) == batch_size:
             score(batch)
@@ -224,7 +240,7 @@ def _check_config(out: Path, config: dict[str, Any]) -> None:
     path = out / "run.json"
     if path.exists():
         previous = json.loads(path.read_text())
-        keys = ("model", "methods", "resolution", "stride", "max_frames", "seed")
+        keys = ("model", "methods", "resolution", "stride", "max_frames", "seed", "pool")
         differ = [k for k in keys if previous.get(k) != config.get(k)]
         if differ:
             raise DataError(f"{path} holds results of another configuration (differs in {', '.join(differ)}); "
@@ -241,15 +257,17 @@ def gaze_eval(model: str | Path | None, atari_head: str | Path, out: str | Path,
               methods: Sequence[str] = ("attention",), games: Sequence[str] | None = None,
               trials: Sequence[str] | None = None, game: str | None = None, max_frames: int | None = None,
               batch_size: int = 64, stride: int = 1, resolution: int = 84, seed: int = 0, strict: bool = False,
-              device: str = "auto", progress: bool = True) -> dict[str, pd.DataFrame]:
+              pool: str = "auto", device: str = "auto", progress: bool = True) -> dict[str, pd.DataFrame]:
     """Score ``methods`` (plus the baselines) on Atari-HEAD trials against human gaze; see the module doc.
-    ``model`` None (or "none") scores the baselines only. Returns ``per_observation``, ``per_trial`` and
+    ``model`` None (or "none") scores the baselines only; ``pool`` picks the replay's frame pooling (``auto``:
+    the model's training backend, see ``replay_pool``). Returns ``per_observation``, ``per_trial`` and
     ``per_game`` tables (also written under ``out``)."""
     if resolution not in RESOLUTIONS:
         raise SpecError(f"resolution must be one of {sorted(RESOLUTIONS)}, got {resolution}")
     if batch_size < 1 or stride < 1 or (max_frames is not None and max_frames < 14):
         raise SpecError("batch size and stride must be >= 1 and max frames >= 14 (one observation needs 14 frames)")
     out = Path(out)
+    pool = replay_pool(model, pool)
     policy, model_game = load_policy(model, game, device)
     scorers = _methods(methods, policy)
     found, discovery_issues = find_trials(atari_head, games=games, trials=trials)
@@ -272,7 +290,7 @@ def gaze_eval(model: str | Path | None, atari_head: str | Path, out: str | Path,
             raise ModelLoadError(f"the model plays {model_game} but these trials are of other games: "
                                  f"{', '.join(wrong)}; choose trials with --games {model_game}")
     config = {"model": None if policy is None else str(Path(model).resolve()), "methods": list(scorers),
-              "resolution": resolution, "stride": stride, "max_frames": max_frames, "seed": seed,
+              "resolution": resolution, "stride": stride, "max_frames": max_frames, "seed": seed, "pool": pool,
               "atari_head": str(Path(atari_head).resolve()), "game": model_game}
     _check_config(out, config)
 
@@ -282,7 +300,8 @@ def gaze_eval(model: str | Path | None, atari_head: str | Path, out: str | Path,
             continue  # finished in an earlier run
         trial = Trial(files, strict=strict)
         table, summary = evaluate_trial(trial, policy, scorers, resolution=resolution, stride=stride,
-                                        max_frames=max_frames, batch_size=batch_size, seed=seed, progress=progress)
+                                        max_frames=max_frames, batch_size=batch_size, seed=seed, pool=pool,
+                                        progress=progress)
         for issue in summary["issues"]:
             tqdm.write(f"warning: {issue}")
         io.atomic_write(table_path, lambda tmp, t=table: t.to_parquet(tmp, index=False))
@@ -322,6 +341,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resolution", type=int, choices=sorted(RESOLUTIONS), default=84,
                         help="score at the agent's 84x84 or the frame's 210x160 (maps upsampled)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random negatives (AUC-Borji, shuffled AUC)")
+    parser.add_argument("--pool", choices=["auto", *POOLS], default="auto",
+                        help="max of each step's two raw frames taken on RGB (SB3 backend) or grey (ale backend); "
+                        "auto: the backend in the model's run config.yaml, else rgb")
     parser.add_argument("--strict", action="store_true", help="stop at a corrupt txt row instead of skipping it")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--out", required=True, help="output folder (resumes when it holds finished trials)")
@@ -332,7 +354,7 @@ def _run(args: argparse.Namespace) -> int:
     result = gaze_eval(args.model, args.atari_head, args.out, methods=args.method, games=args.games,
                        trials=args.trials, game=args.game, max_frames=args.max_frames, batch_size=args.batch_size,
                        stride=args.stride, resolution=args.resolution, seed=args.seed, strict=args.strict,
-                       device=args.device)
+                       pool=args.pool, device=args.device)
     print(format_table(result["per_game"]))
     print(f"written: {Path(args.out) / 'per_game.csv'}, per_trial.csv, trials/")
     return 0

@@ -97,3 +97,28 @@ def test_frames_out_of_order_raise(recorded):
     frames, _ = recorded
     with pytest.raises(ValueError, match="ascending"):
         list(replay_observations(iter([frames[3], frames[2]])))
+
+
+def test_grey_pool_equals_the_ale_backend(recorded):
+    """ale-py's AtariVectorEnv (the ale backend) turns frames grey before the max: pool="grey" replays it."""
+    from ale_py.vector_env import AtariVectorEnv
+
+    frames, sb3 = recorded
+    actions = np.random.default_rng(0).integers(0, 9, size=STEPS)
+    env = AtariVectorEnv("ms_pacman", 1, frameskip=4, stack_num=4, img_height=84, img_width=84, grayscale=True,
+                         maxpool=True, noop_max=0, use_fire_reset=False, episodic_life=False,
+                         repeat_action_probability=0.0)
+    env.reset(seed=0)
+    ale = {}
+    for k, a in enumerate(actions, start=1):
+        obs, *_ = env.step(np.array([a]))
+        ale[4 * k + 1] = obs[0]
+    env.close()
+    wanted = [i for i in ale if i >= 17]
+    grey = dict(replay_observations(iter(frames), indices=wanted, pool="grey"))
+    for i in wanted:
+        np.testing.assert_array_equal(grey[i], ale[i], err_msg=f"observation at raw frame {i}")
+    # the two poolings really differ (so choosing the backend's one matters)
+    assert any(not np.array_equal(grey[i], sb3[i]) for i in wanted)
+    with pytest.raises(ValueError, match="pool"):
+        list(replay_observations(iter(frames), pool="max"))

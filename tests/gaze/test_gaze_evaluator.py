@@ -170,3 +170,19 @@ def test_resolution_210_and_stride(dataset, tmp_path):
     obs = result["per_observation"]
     assert sorted(set(obs["frame_index"])) == list(range(14, N + 1, 4))
     assert (obs[obs["method"] == "uniform"]["auc_judd"] == 0.5).all()
+
+
+def test_replay_pool_follows_the_training_backend(tmp_path):
+    from rl_saliency.errors import SpecError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"game": "ms_pacman", "backend": "ale"}))
+    assert E.replay_pool(run / "model.zip") == "grey"
+    assert E.replay_pool(run / "checkpoints" / "ckpt_1000.zip") == "grey"
+    (run / "config.yaml").write_text(yaml.safe_dump({"game": "ms_pacman", "backend": "sb3"}))
+    assert E.replay_pool(run / "model.zip") == "rgb"
+    assert E.replay_pool(tmp_path / "plain.zip") == "rgb" and E.replay_pool(None) == "rgb"
+    assert E.replay_pool(run / "model.zip", "grey") == "grey"
+    with pytest.raises(SpecError, match="pool"):
+        E.replay_pool(None, "max")
