@@ -14,5 +14,9 @@ class DataError(ValueError):
     """Input data (an Atari-HEAD trial, a frame, a file) that is missing or corrupt; names the file."""
 
 
+class ClusterError(RuntimeError):
+    """A Ray cluster that cannot be reached (wrong address, token authentication, version mismatch)."""
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    UnknownGameError, ModelLoadError, SpecError, DataError, FileNotFoundError, FileExistsError)
+    UnknownGameError, ModelLoadError, SpecError, DataError, FileNotFoundError, FileExistsError, ClusterError)

@@ -45,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from rl_saliency.errors import DataError, SpecError
+from rl_saliency.errors import ClusterError, DataError, SpecError
 
 TASKS_DIR = "tasks"
 PARTIAL_DIR = ".partial"
@@ -547,7 +547,12 @@ def _init_ray(address: str | None, num_cpus: int | None) -> bool:
     if ray.is_initialized():
         return False
     if address:
-        ray.init(address=address, log_to_driver=True)
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except (ConnectionError, RuntimeError, TimeoutError) as err:
+            hint = ("is the cluster up (`ray status` on its head)? If it uses token authentication, set "
+                    "RAY_AUTH_MODE=token here and give this machine the cluster's token (~/.ray/auth_token)")
+            raise ClusterError(f"cannot connect to the Ray cluster at {address!r}: {err}; {hint}") from err
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
     return True

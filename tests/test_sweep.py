@@ -224,6 +224,17 @@ def test_dry_run_lists_status(tmp_path, capsys, monkeypatch):
     assert lines[:2] == ["done     breakout__nature_tiny__seed0", "pending  breakout__fls_tiny__seed0"]
 
 
+def test_result_from_a_worker_without_shared_storage_is_kept(tmp_path):
+    """A worker whose --out is not this machine's still hands its result back; the driver stores it."""
+    task = sweep.load_grid(write_grid(tmp_path, games=["breakout"])).tasks()[0]
+    out = tmp_path / "out"
+    result = {"key": task.key, "game": "breakout", "agent": task.agent, "seed": 0, "score": 3.0, "host": "node-7"}
+    sweep._ensure_result(out, task, result)
+    sweep._ensure_result(out, task, {**result, "score": 99.0})  # a finished cell is never overwritten
+    assert json.loads((out / sweep.TASKS_DIR / task.key / sweep.RESULT_FILE).read_text())["score"] == 3.0
+    assert sweep.task_status(out, task) == "done" and not list((out / sweep.PARTIAL_DIR).iterdir())
+
+
 # ------------------------------------------------------------------------------------------------ Ray
 
 
