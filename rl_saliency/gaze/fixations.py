@@ -54,22 +54,23 @@ def _pixels(gaze: GazeTable, shape: tuple[int, int]) -> np.ndarray:
 def _union_counts(gaze: GazeTable, groups: Sequence[Sequence[int]],
                   shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Counts ``(len(groups), h, w)`` of the gaze of each group of raw frames, and each group's off-screen
-    samples, with one ``bincount`` for the whole batch."""
-    pixels, n_pix = _pixels(gaze, shape), shape[0] * shape[1]
-    parts, owners = [], []
-    for g, frames in enumerate(groups):
-        for frame in frames:
-            k = gaze._row.get(frame)
-            if k is not None and gaze.offsets[k + 1] > gaze.offsets[k]:
-                parts.append(pixels[gaze.offsets[k]: gaze.offsets[k + 1]])
-                owners.append(np.full(parts[-1].shape, g, np.int64))
-    if not parts:
-        return np.zeros((len(groups), *shape), np.float32), np.zeros(len(groups), np.int64)
-    pix, owner = np.concatenate(parts), np.concatenate(owners)
+    samples, gathered and counted for the whole batch at once."""
+    pixels, n_pix, n = _pixels(gaze, shape), shape[0] * shape[1], len(groups)
+    frames = np.fromiter((f for g in groups for f in g), dtype=np.int64)
+    owner = np.repeat(np.arange(n), [len(g) for g in groups])
+    # row of each frame in the table (frames without a row contribute nothing)
+    rows = np.searchsorted(gaze.frame_index, frames)
+    known = rows < len(gaze.frame_index)
+    known[known] = gaze.frame_index[rows[known]] == frames[known]
+    starts, ends, owner = gaze.offsets[rows[known]], gaze.offsets[rows[known] + 1], owner[known]
+    lengths = ends - starts
+    # concatenate the sample ranges [start, end) of every frame without a Python loop
+    sample = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+    pix, owner = pixels[sample], np.repeat(owner, lengths)
     on = pix >= 0
-    counts = np.bincount(owner[on] * n_pix + pix[on], minlength=len(groups) * n_pix)
-    offscreen = np.bincount(owner[~on], minlength=len(groups))
-    return counts.reshape(len(groups), *shape).astype(np.float32), offscreen.astype(np.int64)
+    counts = np.bincount(owner[on] * n_pix + pix[on], minlength=n * n_pix)
+    offscreen = np.bincount(owner[~on], minlength=n)
+    return counts.reshape(n, *shape).astype(np.float32), offscreen.astype(np.int64)
 
 
 def observation_counts(gaze: GazeTable, indices: Sequence[int],
