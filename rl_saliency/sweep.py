@@ -543,7 +543,8 @@ def _init_ray(address: str | None, num_cpus: int | None) -> bool:
     try:
         import ray
     except ImportError as err:
-        raise SpecError("the sweep needs Ray: pip install 'rl-saliency[distributed]' (or run with --local)") from err
+        raise ClusterError("this sweep needs Ray: pip install 'rl-saliency[distributed]', "
+                           "or run it with --local") from err
     if ray.is_initialized():
         return False
     if address:

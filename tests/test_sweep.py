@@ -15,7 +15,7 @@ import yaml
 from rl_saliency import sweep
 from rl_saliency.cli import main
 from rl_saliency.envs.registry import UnknownGameError
-from rl_saliency.errors import SpecError
+from rl_saliency.errors import ClusterError, SpecError
 
 TINY_AGENT = {"n_envs": 2, "hyperparams": {"n_steps": 64, "batch_size": 64, "n_epochs": 1}}
 
@@ -197,6 +197,11 @@ def test_local_sweep_without_ray_retries_and_resumes(tmp_path, monkeypatch, caps
     # seeds 0 and 1 score len(agent) and 10 + len(agent)
     assert table.loc[("score", "pong"), "fls_tiny mean"] == pytest.approx(5 + len("fls_tiny"))
     assert table.loc[("score", "pong"), "fls_tiny std"] == pytest.approx(np.std([0, 10], ddof=1))
+
+    # without Ray installed, only --local can run what is left
+    (out / sweep.TASKS_DIR / doomed / sweep.RESULT_FILE).unlink()
+    with pytest.raises(ClusterError, match=r"needs Ray: pip install 'rl-saliency\[distributed\]'"):
+        sweep.run_sweep(grid, out, progress=False)
 
     # a changed grid cannot silently reuse results made with another config
     changed = write_grid(tmp_path, seeds=[0, 1], train={"timesteps": 512})
