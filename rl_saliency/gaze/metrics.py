@@ -80,8 +80,11 @@ def auc_judd(saliency: np.ndarray, fixation_counts: np.ndarray) -> float:
         return 0.5
     s = _min_max(s)
     thresholds = np.sort(s[fixated])[::-1]
-    ascending = np.sort(s.ravel())
-    above = n_pix - np.searchsorted(ascending, thresholds, side="left")  # #{S >= t}
+    flat = s.ravel()
+    if n_fix <= 256:  # few thresholds (the usual case): comparing beats sorting the whole map
+        above = (flat[None, :] >= thresholds[:, None]).sum(axis=1)  # #{S >= t}
+    else:
+        above = n_pix - np.searchsorted(np.sort(flat), thresholds, side="left")
     i = np.arange(1, n_fix + 1)
     tp = np.concatenate([[0.0], i / n_fix, [1.0]])
     fp = np.concatenate([[0.0], (above - i) / (n_pix - n_fix), [1.0]])
@@ -141,7 +144,8 @@ def kl_div(saliency: np.ndarray, gaze_density: np.ndarray) -> float:
     if g.sum() <= 0:
         return float("nan")
     p, q = _to_density(g), _to_density(np.ones_like(s) if _is_constant(s) else s)
-    return float((p * np.log(EPS + p / (q + EPS))).sum())
+    nz = p > 0  # terms with p = 0 are 0
+    return float((p[nz] * np.log(EPS + p[nz] / (q[nz] + EPS))).sum())
 
 
 def cc(saliency: np.ndarray, gaze_density: np.ndarray) -> float:
@@ -252,7 +256,10 @@ def kl_div_batch(saliency: np.ndarray, gaze_density: np.ndarray) -> np.ndarray:
     s, g = _as3d(saliency, "saliency"), _as3d(gaze_density, "gaze_density")
     _check_same(s, g)
     p, q = _densities(g, min_max=False), _densities(s, min_max=False)
-    out = (p * np.log(EPS + p / (q + EPS))).sum(axis=(1, 2))
+    terms = np.zeros_like(p)
+    nz = p > 0  # terms with p = 0 are 0: the blurred gaze covers a small part of the frame
+    terms[nz] = p[nz] * np.log(EPS + p[nz] / (q[nz] + EPS))
+    out = terms.sum(axis=(1, 2))
     out[g.sum(axis=(1, 2)) <= 0] = np.nan
     return out
 

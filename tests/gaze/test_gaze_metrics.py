@@ -138,3 +138,21 @@ def test_shape_errors():
         M.nss(np.ones((4, 4)), np.ones((5, 4)))
     with pytest.raises(ValueError, match="2-D"):
         M.cc(np.ones((2, 4, 4)), np.ones((4, 4)))
+
+
+@pytest.mark.parametrize("n_fixated", [5, 300])  # both counting paths (compare, sort)
+def test_auc_judd_matches_its_definition(n_fixated):
+    rng = np.random.default_rng(4)
+    s = np.round(rng.random((40, 40)), 2)  # ties
+    f = np.zeros(1600)
+    f[rng.choice(1600, n_fixated, replace=False)] = rng.integers(1, 4, n_fixated)
+    f = f.reshape(40, 40)
+    norm = (s - s.min()) / (s.max() - s.min())
+    thresholds = sorted(norm[f > 0], reverse=True)
+    tp, fp = [0.0], [0.0]
+    for i, t in enumerate(thresholds, start=1):
+        tp.append(i / n_fixated)
+        fp.append(((norm >= t).sum() - i) / (1600 - n_fixated))
+    tp.append(1.0)
+    fp.append(1.0)
+    assert M.auc_judd(s, f) == pytest.approx(np.trapezoid(tp, fp), abs=1e-12)
