@@ -1,6 +1,6 @@
 """Saliency methods side by side: maps per second on the same policy and the same observations.
 
-    python benchmarks/saliency_methods.py [--policies nature fls] [--n-obs 16] [--repeats 5] [--threads 2]
+    python benchmarks/saliency_methods.py [--policies nature fls] [--n-obs 16] [--repeats 5] [--threads 1]
 
 Observations are real Breakout frames (an untrained agent playing; speed does not depend on the weights).
 Methods run at their default settings (SmoothGrad 20 samples, integrated gradients 32 steps, perturbation
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--policies", nargs="+", default=["nature", "fls"], choices=["nature", "fls"])
     parser.add_argument("--n-obs", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     venv = make_atari_vec_env("breakout", n_envs=1, backend="sb3")
