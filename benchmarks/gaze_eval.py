@@ -102,11 +102,11 @@ def main() -> None:
         return done + len(batch)
 
     rows.append(timed("maps", maps_only, "obs"))
-    baselines = E._methods([], None)
+    baselines = E.resolve_methods([], None)
     rows.append(timed("baselines", lambda: len(E.evaluate_trial(trial, None, baselines, max_frames=n, progress=False,
                                                                  batch_size=args.batch_size)[0]) // 3, "obs"))
     policy = attention_policy()
-    with_attention = E._methods(["attention"], policy)
+    with_attention = E.resolve_methods(["attention"], policy)
     rows.append(timed("attention", lambda: len(E.evaluate_trial(
         trial, policy, with_attention, max_frames=n, progress=False, batch_size=args.batch_size)[0]) // 4, "obs"))
     if not args.skip_full:

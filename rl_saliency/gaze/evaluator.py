@@ -98,7 +98,8 @@ def load_policy(model_path: str | Path | None, game: str | None, device: str = "
     return model.policy, game
 
 
-def _methods(names: Sequence[str], policy: Any) -> dict[str, Any]:
+def resolve_methods(names: Sequence[str], policy: Any) -> dict[str, Any]:
+    """The saliency methods to score, by name, with the baselines added; checked against the policy."""
     from rl_saliency.saliency import get_method
 
     methods = {}
@@ -220,16 +221,20 @@ def summarise(per_observation: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     return per_trial, pd.DataFrame(game_rows)
 
 
-def format_table(per_game: pd.DataFrame, metrics: Sequence[str] = METRICS) -> str:
-    """A plain-text table: one row per game and method, mean ± std of each metric."""
+def format_table(per_game: pd.DataFrame, per_trial: pd.DataFrame | None = None,
+                 metrics: Sequence[str] = METRICS) -> str:
+    """A plain-text table, one row per game and method: mean ± std of each metric over trials, or over
+    observations when every game has a single trial (``per_trial`` given)."""
     if per_game.empty:
         return "(no observations scored)"
+    single = per_trial is not None and not per_trial.empty and (per_game["trials"] == 1).all()
+    table, spread = (per_trial, "observations (one trial per game)") if single else (per_game, "trials")
     head = f"{'game':14s} {'method':16s} {'obs':>7s} " + " ".join(f"{m:>15s}" for m in metrics)
     lines = [head, "-" * len(head)]
-    for _, r in per_game.iterrows():
+    for _, r in table.iterrows():
         cells = " ".join(f"{r[f'{m}_mean']:.3f}±{r[f'{m}_std']:.3f}".rjust(15) for m in metrics)
         lines.append(f"{str(r['game'])[:14]:14s} {str(r['method'])[:16]:16s} {int(r['observations']):7d} {cells}")
-    lines.append("kl_div: lower is better; the others: higher is better. Per game: mean ± std over trials.")
+    lines.append(f"kl_div: lower is better; the others: higher is better. Mean ± std over {spread}.")
     return "\n".join(lines)
 
 
@@ -269,7 +274,7 @@ def gaze_eval(model: str | Path | None, atari_head: str | Path, out: str | Path,
     out = Path(out)
     pool = replay_pool(model, pool)
     policy, model_game = load_policy(model, game, device)
-    scorers = _methods(methods, policy)
+    scorers = resolve_methods(methods, policy)
     found, discovery_issues = find_trials(atari_head, games=games, trials=trials)
     for issue in discovery_issues:
         tqdm.write(f"warning: {issue}")
@@ -355,6 +360,6 @@ def _run(args: argparse.Namespace) -> int:
                        trials=args.trials, game=args.game, max_frames=args.max_frames, batch_size=args.batch_size,
                        stride=args.stride, resolution=args.resolution, seed=args.seed, strict=args.strict,
                        pool=args.pool, device=args.device)
-    print(format_table(result["per_game"]))
+    print(format_table(result["per_game"], result["per_trial"]))
     print(f"written: {Path(args.out) / 'per_game.csv'}, per_trial.csv, trials/")
     return 0

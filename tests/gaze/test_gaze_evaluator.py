@@ -170,6 +170,9 @@ def test_resolution_210_and_stride(dataset, tmp_path):
     obs = result["per_observation"]
     assert sorted(set(obs["frame_index"])) == list(range(14, N + 1, 4))
     assert (obs[obs["method"] == "uniform"]["auc_judd"] == 0.5).all()
+    printed = E.format_table(result["per_game"], result["per_trial"]).splitlines()
+    assert len(printed) == 2 + 3 + 1 and "over observations (one trial per game)" in printed[-1]
+    assert "over trials" in E.format_table(result["per_game"])
 
 
 def test_replay_pool_follows_the_training_backend(tmp_path):

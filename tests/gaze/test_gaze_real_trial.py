@@ -114,3 +114,14 @@ def test_reader_agrees_with_a_plain_parse(trial, real_trial):
         expected = np.array(lines[k][6:], dtype=np.float32).reshape(-1, 2)
         np.testing.assert_array_equal(gaze.samples(k), expected)
         assert gaze.action[k - 1] == int(lines[k][5]) and gaze.duration[k - 1] == float(lines[k][3])
+
+
+def test_baselines_on_the_first_frames(trial):
+    from rl_saliency.gaze import evaluator as E
+
+    table, summary = E.evaluate_trial(trial, None, E.resolve_methods([], None), max_frames=100, progress=False)
+    assert len(table) == 3 * 87 and summary["observations_scored"] == 87 and not summary["issues"]
+    means = table.groupby("method")[["nss", "auc_judd", "cc"]].mean()
+    assert means.loc["uniform"].tolist() == [0.0, 0.5, 0.0]
+    assert means.loc["centre_bias", "nss"] > 0.3  # Ms. Pac-Man players look near the centre of the maze
+    assert (table["n_fixations"] > 0).all()  # each observation covers 8 frames of gaze
