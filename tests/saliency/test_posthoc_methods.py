@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_policy
+from saliency_helpers import make_policy
 from stable_baselines3 import PPO
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
@@ -160,7 +160,7 @@ class CornerExtractor(BaseFeaturesExtractor):
 @pytest.mark.parametrize("stride", [5, 10])
 def test_perturbation_sees_the_last_rows_and_columns(stride):
     """A policy that only looks at the bottom-right corner gets its saliency there: the grid covers the edge."""
-    from conftest import FakeAtari
+    from saliency_helpers import FakeAtari
 
     policy = PPO("CnnPolicy", FakeAtari(), n_steps=8, batch_size=8, device="cpu", seed=0,
                  policy_kwargs=dict(features_extractor_class=CornerExtractor, net_arch=[])).policy

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import FakeAtari, make_policy
+from saliency_helpers import FakeAtari, make_policy
 from stable_baselines3 import PPO
 
 from rl_saliency.cli import main
