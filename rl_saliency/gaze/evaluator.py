@@ -200,25 +200,36 @@ def _mean_std(values: pd.Series) -> tuple[float, float, int]:
     return float(values.mean()), float(values.std(ddof=0)), int(len(values))
 
 
-def summarise(per_observation: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per trial: mean, std and count of each metric over observations where it is defined. Per game:
-    mean and std of the trial means."""
-    trial_rows, game_rows = [], []
+def summarise_trials(per_observation: pd.DataFrame) -> pd.DataFrame:
+    """Per trial and method: mean, population std and count of each metric over the observations where it
+    is defined."""
+    rows = []
     for (game, trial, method), group in per_observation.groupby(["game", "trial", "method"], sort=True,
                                                                 dropna=False):
         row: dict[str, Any] = {"game": game, "trial": trial, "method": method, "observations": len(group)}
         for metric in METRICS:
             row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_n"] = _mean_std(group[metric])
-        trial_rows.append(row)
-    per_trial = pd.DataFrame(trial_rows)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarise_games(per_trial: pd.DataFrame) -> pd.DataFrame:
+    """Per game and method: mean and population std of the trial means."""
+    rows = []
     if per_trial.empty:
-        return per_trial, pd.DataFrame()
+        return pd.DataFrame()
     for (game, method), group in per_trial.groupby(["game", "method"], sort=True, dropna=False):
         row = {"game": game, "method": method, "trials": len(group), "observations": int(group["observations"].sum())}
         for metric in METRICS:
             row[f"{metric}_mean"], row[f"{metric}_std"], _ = _mean_std(group[f"{metric}_mean"])
-        game_rows.append(row)
-    return per_trial, pd.DataFrame(game_rows)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarise(per_observation: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(per_trial, per_game)`` tables of a per-observation table."""
+    per_trial = summarise_trials(per_observation)
+    return per_trial, summarise_games(per_trial)
 
 
 def format_table(per_game: pd.DataFrame, per_trial: pd.DataFrame | None = None,
@@ -262,11 +273,12 @@ def gaze_eval(model: str | Path | None, atari_head: str | Path, out: str | Path,
               methods: Sequence[str] = ("attention",), games: Sequence[str] | None = None,
               trials: Sequence[str] | None = None, game: str | None = None, max_frames: int | None = None,
               batch_size: int = 64, stride: int = 1, resolution: int = 84, seed: int = 0, strict: bool = False,
-              pool: str = "auto", device: str = "auto", progress: bool = True) -> dict[str, pd.DataFrame]:
+              pool: str = "auto", device: str = "auto", progress: bool = True,
+              keep_observations: bool = False) -> dict[str, pd.DataFrame]:
     """Score ``methods`` (plus the baselines) on Atari-HEAD trials against human gaze; see the module doc.
     ``model`` None (or "none") scores the baselines only; ``pool`` picks the replay's frame pooling (``auto``:
-    the model's training backend, see ``replay_pool``). Returns ``per_observation``, ``per_trial`` and
-    ``per_game`` tables (also written under ``out``)."""
+    the model's training backend, see ``replay_pool``). Returns the ``per_trial`` and ``per_game`` tables
+    (also written under ``out``), and ``per_observation`` (all trials' parquet files) if ``keep_observations``."""
     if resolution not in RESOLUTIONS:
         raise SpecError(f"resolution must be one of {sorted(RESOLUTIONS)}, got {resolution}")
     if batch_size < 1 or stride < 1 or (max_frames is not None and max_frames < 14):
@@ -309,15 +321,22 @@ def gaze_eval(model: str | Path | None, atari_head: str | Path, out: str | Path,
                                         progress=progress)
         for issue in summary["issues"]:
             tqdm.write(f"warning: {issue}")
+        summary["per_method"] = summarise_trials(table).to_dict("records")  # the trial's rows of per_trial.csv
         io.atomic_write(table_path, lambda tmp, t=table: t.to_parquet(tmp, index=False))
         io.write_json(summary_path, summary)  # written last: marks the trial finished
 
-    tables = [pd.read_parquet(_trial_paths(out, t)[0]) for t in found]
-    per_observation = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    per_trial, per_game = summarise(per_observation)
+    # the tables are built from the trials' summaries: the per-observation rows of a whole dataset need not fit
+    # in memory
+    rows = [row for t in found for row in json.loads(_trial_paths(out, t)[1].read_text())["per_method"]]
+    per_trial = pd.DataFrame(rows)
+    per_game = summarise_games(per_trial)
     io.write_csv(out / "per_trial.csv", per_trial)
     io.write_csv(out / "per_game.csv", per_game)
-    return {"per_observation": per_observation, "per_trial": per_trial, "per_game": per_game}
+    result = {"per_trial": per_trial, "per_game": per_game}
+    if keep_observations:
+        tables = [pd.read_parquet(_trial_paths(out, t)[0]) for t in found]
+        result["per_observation"] = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ CLI

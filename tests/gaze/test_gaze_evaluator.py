@@ -77,7 +77,8 @@ class Recorder:
 
 def test_baselines_only_tables_and_damage_reports(dataset, tmp_path):
     out = tmp_path / "out"
-    result = E.gaze_eval(None, dataset, out, methods=["uniform"], games=["ms_pacman"], progress=False)
+    result = E.gaze_eval(None, dataset, out, methods=["uniform"], games=["ms_pacman"], progress=False,
+                         keep_observations=True)
     obs = result["per_observation"]
     assert set(obs["method"]) == {"centre_bias", "uniform", "intensity"}
     assert set(obs["trial"]) == {"100_XX_1234_Jan-01-00-00-00", "101_XX_1234_Jan-02-00-00-00"}
@@ -120,7 +121,7 @@ def recorder():
 
 def test_model_methods_use_the_contract_in_batches(dataset, tmp_path, model_zip, recorder):
     result = E.gaze_eval(model_zip, dataset / "ms_pacman", tmp_path / "out", methods=["attention", "test_recorder"],
-                         trials=["100"], batch_size=8, progress=False)
+                         trials=["100"], batch_size=8, progress=False, keep_observations=True)
     obs = result["per_observation"]
     assert set(obs["method"]) == {"attention", "test_recorder", "centre_bias", "uniform", "intensity"}
     assert calls[1:] == [8, 8, 8, 7]  # calls[0] is the up-front check; 31 observations in batches of 8
@@ -162,11 +163,14 @@ def test_cli_resumes_finished_trials_and_refuses_other_configs(dataset, tmp_path
     assert "another configuration (differs in stride)" in capsys.readouterr().err
     with pytest.raises(DataError, match="another configuration"):
         E.gaze_eval(None, dataset, out, methods=["uniform"], games=["ms_pacman"], progress=False)
+    result = E.gaze_eval(None, dataset, out, methods=["intensity"], games=["ms_pacman"], progress=False)
+    assert "per_observation" not in result  # the tables come from the trials' summaries
+    pd.testing.assert_frame_equal(result["per_trial"], before, check_dtype=False)
 
 
 def test_resolution_210_and_stride(dataset, tmp_path):
     result = E.gaze_eval(None, dataset, tmp_path / "out", methods=[], games=["breakout"], stride=4, resolution=210,
-                         progress=False)
+                         progress=False, keep_observations=True)
     obs = result["per_observation"]
     assert sorted(set(obs["frame_index"])) == list(range(14, N + 1, 4))
     assert (obs[obs["method"] == "uniform"]["auc_judd"] == 0.5).all()
