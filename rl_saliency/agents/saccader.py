@@ -25,6 +25,7 @@ from gymnasium import spaces
 from stable_baselines3.common.distributions import CategoricalDistribution, Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
@@ -76,15 +77,19 @@ class GlimpseActionWrapper(VecEnvWrapper):
         return self.venv.reset()
 
 
-class SaccaderNetwork(nn.Module):
-    """BagNet-like "what" features per grid cell and the "where"-mixed features F, both (N, C, grid, grid)."""
+class SaccaderNetwork(BaseFeaturesExtractor):
+    """BagNet-like "what" features per grid cell (``trunk``) and the "where"-mixed features F, both
+    (N, C, grid, grid). The policy's features extractor, so post-hoc methods (Grad-CAM) find its layers."""
 
-    def __init__(self, in_channels: int, cell_size: int, grid: int, channels: int = 64):
-        super().__init__()
-        if cell_size % 4:
-            raise SpecError(f"Saccader: the cell size (frame size / grid) must be a multiple of 4, got {cell_size}")
+    def __init__(self, observation_space: spaces.Box, grid: int = 7, channels: int = 64):
+        super().__init__(observation_space, features_dim=channels * grid * grid)
+        in_channels, size = observation_space.shape[0], observation_space.shape[1]
+        cell_size = size // grid
+        if cell_size % 4 or cell_size * grid != size:
+            raise SpecError(f"Saccader: the cell size (frame size / grid) must be a whole multiple of 4, got "
+                            f"{size} / {grid}")
         # Receptive field and stride both equal the cell: each grid location sees only its own patch.
-        self.what = nn.Sequential(
+        self.trunk = nn.Sequential(
             nn.Conv2d(in_channels, 32, kernel_size=4, stride=4), nn.ReLU(),
             nn.Conv2d(32, 64, kernel_size=cell_size // 4, stride=cell_size // 4), nn.ReLU(),
             nn.Conv2d(64, channels, kernel_size=1), nn.ReLU(),
@@ -99,7 +104,7 @@ class SaccaderNetwork(nn.Module):
         self.register_buffer("coords", torch.stack([ys, xs])[None], persistent=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        what = self.what(x)
+        what = self.trunk(x)
         coords = self.coords.expand(len(x), -1, -1, -1)
         where = self.where(torch.cat([what, coords], dim=1))
         return what, self.mix(torch.cat([what, where], dim=1))
@@ -151,6 +156,9 @@ class SaccaderPolicy(ActorCriticPolicy):
         self.last_attention: torch.Tensor | None = None
         self.last_glimpses: torch.Tensor | None = None
         kwargs.pop("net_arch", None)  # the architecture is fixed here
+        kwargs["features_extractor_class"] = SaccaderNetwork
+        kwargs["features_extractor_kwargs"] = dict(grid=self.grid, channels=channels)
+        kwargs["share_features_extractor"] = True
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     @staticmethod
@@ -174,7 +182,6 @@ class SaccaderPolicy(ActorCriticPolicy):
 
     def _build(self, lr_schedule: Schedule) -> None:
         cells = self.grid * self.grid
-        self.network = SaccaderNetwork(self.observation_space.shape[0], self.cell_size, self.grid, self.channels)
         self.cell = SaccaderCell(self.channels)
         if self.aggregate == "mean":
             self.action_net = nn.Conv2d(self.channels, self.n_actions, kernel_size=1)  # per-cell logits ("what")
@@ -185,7 +192,7 @@ class SaccaderPolicy(ActorCriticPolicy):
         self.value_trunk = nn.Sequential(nn.Flatten(), nn.Linear(self.channels * cells, self.hidden_dim), nn.ReLU())
         self.value_net = nn.Linear(self.hidden_dim, 1)
         if self.ortho_init:
-            gains = {self.network: np.sqrt(2), self.value_trunk: np.sqrt(2), self.action_net: 0.01,
+            gains = {self.features_extractor: np.sqrt(2), self.value_trunk: np.sqrt(2), self.action_net: 0.01,
                      self.value_net: 1.0}
             if self.aggregate == "mlp":
                 gains[self.glimpse_net] = np.sqrt(2)
@@ -209,7 +216,7 @@ class SaccaderPolicy(ActorCriticPolicy):
         logits (N, A), and values (N, 1). Sets ``last_attention`` and ``last_glimpses``.
         """
         x = preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)
-        what, mixed = self.network(x)
+        what, mixed = self.features_extractor(x)
         n, cells = len(x), self.grid * self.grid
         features = mixed.flatten(2).transpose(1, 2)  # (N, L, C)
         visited = torch.zeros(n, cells, device=x.device)
@@ -277,6 +284,12 @@ class SaccaderPolicy(ActorCriticPolicy):
         glimpsed pixels, for post-hoc saliency methods."""
         out = self._run(obs, deterministic=True)
         return CategoricalDistribution(self.n_actions).proba_distribution(action_logits=out["action_logits"])
+
+    def saliency_outputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Differentiable (game action logits (N, A), value (N,)) under the argmax glimpses, for post-hoc
+        saliency: gradients reach the input only through the glimpsed cells (and the critic's view)."""
+        out = self._run(obs, deterministic=True)
+        return out["action_logits"], out["values"].squeeze(-1)
 
     def predict_values(self, obs: torch.Tensor) -> torch.Tensor:
         return self._run(obs, deterministic=True)["values"]

@@ -100,7 +100,7 @@ def test_evaluate_actions_replays_the_joint_log_prob(aggregate: str) -> None:
     policy.zero_grad()
     log_prob2.sum().backward()
     assert policy.cell.w.grad.abs().sum() > 0
-    assert policy.network.where[0].weight.grad.abs().sum() > 0
+    assert policy.features_extractor.where[0].weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("aggregate", ["mean", "mlp"])
@@ -204,3 +204,22 @@ def test_saccader_learns_to_find_the_cue_and_random_glimpses_do_not() -> None:
     blind = evaluate_on_cue(model, episodes=300)
     assert blind["fraction_of_optimal"] < 0.6, blind
     assert blind["cue_glimpse_rate"] < 0.3, blind
+
+
+def test_posthoc_gradient_sees_only_the_glimpsed_cells() -> None:
+    policy = make_model().policy
+    obs = cue_obs(3, seed=7)
+    maps = saliency(policy, obs, method="gradient")
+    assert maps.shape == (3, 84, 84) and (maps >= 0).all()
+    glimpsed = policy.project_attention(policy.last_attention).numpy() > 0  # the same argmax glimpses
+    assert (maps[~glimpsed] == 0).all()  # the game action's logits depend on nothing else
+    assert maps[glimpsed].sum() > 0  # (empty glimpsed cells give exact zeros: ReLU at 0 with zero biases)
+
+
+def test_gradcam_reads_the_what_trunk() -> None:
+    from rl_saliency.saliency.methods import last_conv_layer
+
+    policy = make_model().policy
+    assert last_conv_layer(policy.features_extractor)[0].startswith("trunk")
+    maps = saliency(policy, cue_obs(2), method="gradcam")
+    assert maps.shape == (2, 84, 84) and np.isfinite(maps).all()
