@@ -47,6 +47,7 @@ class TrialFiles:
     tar: Path | None
     game: str | None  # Atari-HEAD game folder name, e.g. "ms_pacman"
     highscore: bool = False
+    meta: dict | None = field(default=None, compare=False, hash=False)  # the trial's meta_data.csv row, if any
 
     @property
     def trial_number(self) -> int | None:
@@ -95,16 +96,22 @@ def read_meta_data(root: Path) -> pd.DataFrame | None:
     return None
 
 
-def _meta_game(meta: pd.DataFrame | None, trial_number: int | None) -> str | None:
+def _meta_row(meta: pd.DataFrame | None, trial_number: int | None) -> dict | None:
     if meta is None or trial_number is None:
         return None
     rows = meta[pd.to_numeric(meta["trial_id"], errors="coerce") == trial_number]
     if rows.empty:
         return None
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in rows.iloc[0].items() if not pd.isna(v)}
+
+
+def _meta_game(row: dict | None) -> str | None:
     from rl_saliency.envs.registry import UnknownGameError, resolve_game
 
+    if not row or "GameName" not in row:
+        return None
     try:
-        return resolve_game(str(rows.iloc[0]["GameName"])).atari_head
+        return resolve_game(str(row["GameName"])).atari_head
     except UnknownGameError:
         return None
 
@@ -146,9 +153,8 @@ def find_trials(path: str | Path, games: Iterable[str] | None = None,
             continue
         trial = TrialFiles(name=stem, txt=txt, tar=tar, game=_game_of_dir(directory),
                            highscore=directory.name == "highscore")
-        if trial.game is None:
-            trial = TrialFiles(stem, txt, tar, _meta_game(meta, trial.trial_number), trial.highscore)
-        found.append(trial)
+        row = _meta_row(meta, trial.trial_number)
+        found.append(TrialFiles(stem, txt, tar, trial.game or _meta_game(row), trial.highscore, row))
     if games:
         from rl_saliency.envs.registry import resolve_game
 

@@ -186,7 +186,7 @@ def evaluate_trial(trial: Trial, policy: Any, methods: dict[str, Any], resolutio
         "null_gaze_frames": gaze.null_gaze_frames, "observations_planned": len(indices),
         "observations_scored": replay_report.emitted, "observations_skipped": {
             **{k: len(v) for k, v in skipped.items()}, "frames_missing_from_tar": len(replay_report.gaps)},
-        "issues": trial.issues,
+        "issues": trial.issues, "meta_data": trial.files.meta,
     }
     return table, summary
 
@@ -298,7 +298,7 @@ def gaze_eval(model: str | Path | None, atari_head: str | Path, out: str | Path,
         wanted = resolve_game(model_game).atari_head
         unknown = [t.name for t in found if t.game is None]
         if unknown and game is not None:  # --game vouches for trials outside a game folder
-            found = [t if t.game else TrialFiles(t.name, t.txt, t.tar, wanted, t.highscore) for t in found]
+            found = [t if t.game else TrialFiles(t.name, t.txt, t.tar, wanted, t.highscore, t.meta) for t in found]
         elif unknown:
             raise DataError(f"cannot tell the game of trial(s) {', '.join(unknown)} (not in a <game>/ folder, no "
                             f"meta_data.csv entry); put them in a {wanted}/ folder or pass --game")

@@ -177,8 +177,10 @@ def test_find_trials_layout_filters_and_unpaired(tmp_path):
 def test_meta_data_names_the_game_when_the_folder_does_not(tmp_path):
     stem = write_trial(tmp_path / "downloads", 20, name="555_XX_1234_Jan-01-00-00-00")
     assert find_trials(stem)[0][0].game is None
-    (tmp_path / "downloads" / "meta_data.csv").write_text("GameName,trial_id,subject_id\nenduro,555,XX\n")
-    assert find_trials(stem)[0][0].game == "enduro"
+    (tmp_path / "downloads" / "meta_data.csv").write_text("GameName,trial_id,subject_id,fps\nenduro,555,XX,20\n")
+    trial = find_trials(stem)[0][0]
+    assert trial.game == "enduro" and trial.meta == {"GameName": "enduro", "trial_id": 555, "subject_id": "XX",
+                                                     "fps": 20}
 
 
 def test_trial_collects_issues(tmp_path):
