@@ -8,9 +8,9 @@ Run by hand, e.g.::
 1. Throughput: each agent spec (same PPO recipe, only the extractor differs) trains for ``iterations``
    rollouts of ``n_steps x n_envs`` agent steps on the real Atari env; agents run round-robin ``repeats``
    times (so machine load drifts hit all alike) and the median steps/s is compared with NatureCNN's.
-2. Readout cost: on a batch of observations, the policy's forward pass alone vs the same pass plus
-   ``project_attention`` (84x84) and plus the (210, 160) frame maps; the post-hoc ``gradient`` method
-   is timed alongside for scale.
+2. Readout cost: on a batch of observations, the policy's forward pass (which already holds the map)
+   vs ``project_attention`` of its map onto 84x84, and the same plus the (210, 160) frame maps; the
+   post-hoc ``gradient`` method (a backward pass per batch) is timed alongside for scale.
 """
 
 from __future__ import annotations
@@ -58,36 +58,32 @@ def _best_time(fn, repeats: int) -> float:
 
 
 def readout_cost(agent: str, game: str, batch: int, repeats: int, seed: int) -> dict[str, float]:
-    """Seconds per batch: forward, forward + 84x84 projection, + 210x160 frames, and the gradient method."""
+    """Best seconds per batch: the policy's forward pass, the projection of its map onto 84x84, the
+    projection plus the (210, 160) frame maps, and the post-hoc gradient method for scale.
+
+    The readout steps are timed on their own (best of many) because on a busy machine the noise of a
+    whole forward pass is larger than their cost.
+    """
     spec = load_spec(agent)
     venv = make_atari_vec_env(game, n_envs=1, seed=seed)
-    model = spec.build_model(venv, seed=seed, device="cpu")
+    model = spec.build_model(venv, seed=seed, device="cpu", batch_size=64)
     venv.close()
     policy = model.policy
     policy.set_training_mode(False)
     obs = np.random.default_rng(seed).integers(0, 256, size=(batch, 4, 84, 84), dtype=np.uint8)
     obs_t = policy.obs_to_tensor(obs)[0]
     extractor = policy.features_extractor
-    has_attention = hasattr(extractor, "project_attention")
 
     def forward():
         with torch.no_grad():
             policy.get_distribution(obs_t)
 
-    def forward_projected():
-        with torch.no_grad():
-            policy.get_distribution(obs_t)
-            extractor.project_attention(extractor.last_attention)
-
-    def forward_frames():
-        with torch.no_grad():
-            policy.get_distribution(obs_t)
-            extractor.frame_attention(extractor.last_attention)
-
     out = {"forward": _best_time(forward, repeats)}
-    if has_attention:
-        out["forward+project"] = _best_time(forward_projected, repeats)
-        out["forward+frames"] = _best_time(forward_frames, repeats)
+    if hasattr(extractor, "project_attention"):
+        raw = extractor.last_attention
+        with torch.no_grad():
+            out["project"] = _best_time(lambda: extractor.project_attention(raw), 4 * repeats)
+            out["project+frames"] = _best_time(lambda: extractor.frame_attention(raw), 4 * repeats)
     gradient = get_method("gradient")
     out["gradient"] = _best_time(lambda: gradient.attribute(policy, obs), repeats)
     return out
@@ -102,6 +98,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=2, help="PPO rollouts+updates per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="round-robin rounds (median taken)")
     parser.add_argument("--batch", type=int, default=32, help="observations per readout-cost batch")
+    parser.add_argument("--timing-repeats", type=int, default=20, help="timings per readout figure (best taken)")
     parser.add_argument("--skip-train", action="store_true", help="only measure the readout cost")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: best on a small shared CPU, "
                         "where more threads oversubscribe the cores)")
@@ -131,17 +128,17 @@ def main() -> None:
             runs_txt = ", ".join(f"{s:.0f}" for s in speeds[agent])
             print(f"| {agent} | {median:.0f} | {median / base:.2f}x | {runs_txt} |")
 
-    print(f"\nReading the attention map, batch of {args.batch} observations (ms per batch, best of 5)")
-    print("| agent | forward | + project 84x84 | + frames 210x160 | readout overhead | gradient method |")
-    print("|---|---|---|---|---|---|")
+    print(f"\nReading the attention map, batch of {args.batch} observations (ms per batch, best of "
+          f"{args.timing_repeats}; projections best of {4 * args.timing_repeats})")
+    print("| agent | policy forward | project 84x84 | project + 210x160 frames | readout / forward | "
+          "gradient method |\n|---|---|---|---|---|---|")
     for agent in tqdm(agents, desc="readout cost"):
-        cost = readout_cost(agent, args.game, args.batch, repeats=5, seed=args.seed)
+        cost = readout_cost(agent, args.game, args.batch, repeats=args.timing_repeats, seed=args.seed)
         results["readout"][agent] = cost
-        ms = {k: f"{1000 * v:.1f}" for k, v in cost.items()}
-        overhead = (f"{100 * (cost['forward+project'] / cost['forward'] - 1):+.1f} %"
-                    if "forward+project" in cost else "n/a")
-        print(f"| {agent} | {ms['forward']} | {ms.get('forward+project', 'n/a')} | "
-              f"{ms.get('forward+frames', 'n/a')} | {overhead} | {ms['gradient']} |")
+        ms = {k: f"{1000 * v:.2f}" for k, v in cost.items()}
+        share = f"{100 * cost['project'] / cost['forward']:.1f} %" if "project" in cost else "n/a"
+        print(f"| {agent} | {ms['forward']} | {ms.get('project', 'n/a')} | {ms.get('project+frames', 'n/a')} | "
+              f"{share} | {ms['gradient']} |")
 
     if args.out:
         tmp = args.out.with_suffix(args.out.suffix + ".tmp")

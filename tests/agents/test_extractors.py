@@ -17,6 +17,7 @@ from rl_saliency.agents.extractors import (
     dense_trunk,
     nature_trunk,
     paper_policy_kwargs,
+    receptive_field_projection,
     scale_by_run_max,
 )
 from rl_saliency.models import load_model
@@ -227,6 +228,15 @@ def test_sparse_projection_geometry():
         extractor.project_attention(torch.ones(1, 1, 7, 7))
     with pytest.raises(RuntimeError, match="forward pass"):
         extractor.project_attention()
+
+
+@pytest.mark.parametrize("kernel,stride,padding,side", [(13, 1, 6, 84), (36, 8, 0, 7), (8, 4, 0, 20)])
+def test_projection_is_the_all_ones_transposed_convolution(kernel, stride, padding, side):
+    maps = torch.rand(2, 1, side, side)
+    expected = torch.nn.functional.conv_transpose2d(maps, torch.ones(1, 1, kernel, kernel), stride=stride,
+                                                    padding=padding)
+    torch.testing.assert_close(receptive_field_projection(maps, kernel, stride, padding), expected, rtol=1e-5,
+                               atol=1e-4)
 
 
 def test_scale_by_run_max():
