@@ -279,7 +279,8 @@ def read_gaze_table(path: str | Path, strict: bool = True) -> GazeTable:
             except ValueError as err:
                 message = f"{path}, line {line_no}: corrupt row ({err})"
                 if strict:
-                    raise DataError(message + "; pass strict=False (--lenient) to skip such rows") from None
+                    raise DataError(f"{message}; with strict=False (gaze-eval without --strict) such rows are "
+                                    f"skipped") from None
                 issues.append(message + "; row skipped")
                 continue
             seen[index] = line_no
