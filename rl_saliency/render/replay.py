@@ -50,7 +50,7 @@ def render_trial(model_path: str | Path, trial_path: str | Path, method: str = "
     from rl_saliency.envs.registry import game_from_atari_head
     from rl_saliency.envs.replay import SPAN, replay_observations
     from rl_saliency.gaze.data import Trial
-    from rl_saliency.gaze.evaluator import load_policy
+    from rl_saliency.gaze.evaluator import load_policy, replay_pool
     from rl_saliency.gaze.fixations import observation_samples
     from rl_saliency.saliency.methods import policy_outputs
 
@@ -66,7 +66,9 @@ def render_trial(model_path: str | Path, trial_path: str | Path, method: str = "
     first = int(gaze.frame_index[0])
     wanted = [first + SPAN + start + k * stride for k in range(steps)]
     latest: dict[int, np.ndarray] = {}
-    stream = replay_observations(_stash(trial.frames(max_index=wanted[-1]), latest), indices=wanted)
+    # pool each step's two raw frames as the env backend the model was trained on did (as gaze-eval does)
+    stream = replay_observations(_stash(trial.frames(max_index=wanted[-1]), latest), indices=wanted,
+                                 pool=replay_pool(model_path, "auto"))
     sink = VideoSink(out, fps, gif=gif)
     norm = MaxNormaliser()
     pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []  # (frame, map, gaze panel, hud text)
