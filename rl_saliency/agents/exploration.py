@@ -368,7 +368,7 @@ class NoveltyExplorer:
     # -- forward -----------------------------------------------------------------------------------
     def features(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         obs = torch.as_tensor(np.asarray(obs) if not isinstance(obs, torch.Tensor) else obs, device=self.device)
-        return self.encoder(obs).float()
+        return self.encoder(obs).float().to(self.device)  # agent features come from the policy's device
 
     def one_hot(self, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
         actions = torch.as_tensor(np.asarray(actions), device=self.device).long().reshape(-1, len(self.action_dims))
@@ -456,9 +456,13 @@ class NoveltyExplorer:
         if not self.ready:  # agent features: the ensemble is built when the policy is known
             self._pending_state = state
             return
-        self.encoder.load_state_dict(state["encoder"])
-        self.ensemble.load_state_dict(state["ensemble"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.encoder.load_state_dict(state["encoder"])
+            self.ensemble.load_state_dict(state["ensemble"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as err:
+            raise DataError(f"explorer state does not fit this explorer (saved with config {state['config']}): "
+                            f"{err}") from err
         for name, rms in (("return", self.return_rms), ("in", self.in_rms), ("out", self.out_rms)):
             rms.mean, rms.var, rms.count = state["rms"][name]
         self.n_seen = int(state["n_seen"])
@@ -598,7 +602,10 @@ class NoveltyCallback(BaseCallback):
         self.explorer.save(path)
 
     def load_state(self, path: str | Path) -> None:
-        self.explorer.load_state_dict(read_state(path))
+        try:
+            self.explorer.load_state_dict(read_state(path))
+        except DataError as err:
+            raise DataError(f"{path}: {err}") from err
 
 
 def make_explorer(config: dict[str, Any] | None, venv: VecEnv, seed: int = 0) -> tuple[VecEnv, BaseCallback]:

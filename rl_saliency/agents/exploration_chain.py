@@ -16,12 +16,12 @@ from rl_saliency.envs.chain import make_chain_vec_env
 
 # Small, fast PPO for a 20-state chain (one-hot observations, 29-step episodes).
 CHAIN_PPO: dict[str, Any] = {"n_steps": 64, "batch_size": 256, "n_epochs": 4, "learning_rate": 1e-3,
-                             "gamma": 0.99, "gae_lambda": 0.95, "ent_coef": 0.01,
+                             "gamma": 0.99, "gae_lambda": 0.95, "ent_coef": 0.03,
                              "policy_kwargs": {"net_arch": [64, 64]}}
 # The buffer holds the whole run: with a short FIFO, states the agent has left behind are forgotten and
 # become "novel" again, pulling it back.
-CHAIN_EXPLORER: dict[str, Any] = {"beta": 1.0, "hidden": 64, "lr": 1e-3, "buffer_size": 50_000, "batch_size": 256,
-                                  "train_steps": 32}
+CHAIN_EXPLORER: dict[str, Any] = {"beta": 1.0, "hidden": 64, "lr": 3e-3, "buffer_size": 50_000, "batch_size": 256,
+                                  "train_steps": 64}
 
 
 @dataclass

@@ -309,3 +309,49 @@ def test_on_atari_frames_of_another_game_are_more_novel_than_seen_ones() -> None
     breakout.close()
     pong.close()
     assert (seen >= 0).all() and seen.max() * 3 < novel.min()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The point of it all: the MAX chain
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ppo_with_the_explorer_reaches_the_far_end_of_the_chain_where_plain_ppo_does_not() -> None:
+    """20-state chain, 29-step episodes, 24k env steps per run (about 1-1.5 min of CPU in all here).
+    A uniform random walk reaches the far end in 0.06% of episodes, and plain PPO drifts towards the
+    small reward at the start; the explorer's bonus leads PPO along the chain. Full curves over 5 seeds:
+    benchmarks/explorer.py and docs/benchmarks.md."""
+    from rl_saliency.agents.exploration_chain import run_chain
+
+    explored, plain = [], []
+    for seed in (0, 1, 2):
+        explored.append(run_chain(True, seed=seed, timesteps=24_000))
+        plain.append(run_chain(False, seed=seed, timesteps=24_000))
+    for run in plain:
+        assert run.first_far_end is None, f"plain PPO reached the far end (seed {run.seed})"
+    for run in explored:
+        assert run.first_far_end is not None, f"PPO + explorer never reached the far end (seed {run.seed})"
+    # and it learns to go there: most of its last episodes end up at the far end, in most seeds
+    learned = [run.reached()[-len(run.returns) // 10:].mean() >= 0.5 for run in explored]
+    assert sum(learned) >= 2, [run.reached()[-len(run.returns) // 10:].mean() for run in explored]
+
+
+def test_loading_a_state_of_another_shape_names_the_file(tmp_path) -> None:
+    space = gym.spaces.Box(0.0, 1.0, (6,), np.float32)
+    small = NoveltyExplorer(space, gym.spaces.Discrete(2), {"hidden": 8})
+    small.save(tmp_path / "small.pt")
+    _, callback = make_explorer({"hidden": 16}, DummyVecEnv([lambda: _SpaceEnv(space)]), seed=0)
+    with pytest.raises(ValueError, match=r"small\.pt.*does not fit"):
+        callback.load_state(tmp_path / "small.pt")
+
+
+class _SpaceEnv(gym.Env):
+    def __init__(self, space):
+        self.observation_space, self.action_space = space, gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
