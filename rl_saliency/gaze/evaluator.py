@@ -104,18 +104,19 @@ def resolve_methods(names: Sequence[str], policy: Any) -> dict[str, Any]:
 
     methods = {}
     for name in dict.fromkeys([*names, *BASELINES]):  # the baselines in every table, no duplicates
-        if policy is None and name not in BASELINES:
-            raise ModelLoadError(f"method {name!r} needs a model; with --model none only the baselines "
-                                 f"({', '.join(BASELINES)}) can be scored")
         try:
             methods[name] = get_method(name)
         except ValueError as err:
             raise SpecError(str(err)) from err
-        if policy is not None and name not in BASELINES:
-            try:  # fail now, with the reason, rather than after the first trial's frames
-                methods[name].attribute(policy, np.zeros((1, 4, 84, 84), np.uint8))
-            except ValueError as err:
-                raise ModelLoadError(f"method {name!r} cannot explain this model: {err}") from err
+        if name in BASELINES:
+            continue
+        if policy is None:
+            raise ModelLoadError(f"method {name!r} needs a model; with --model none only the baselines "
+                                 f"({', '.join(BASELINES)}) can be scored")
+        try:  # fail now, with the reason, rather than after the first trial's frames
+            methods[name].attribute(policy, np.zeros((1, 4, 84, 84), np.uint8))
+        except ValueError as err:
+            raise ModelLoadError(f"method {name!r} cannot explain this model: {err}") from err
     return methods
 
 
@@ -351,8 +352,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: rl-saliency gaze-eval --model runs/fls_ms_pacman/model.zip --method attention "
                "--atari-head data/atari_head --games ms_pacman --max-frames 2000 --out runs/fls_ms_pacman/gaze")
     parser.add_argument("--model", required=True, help="model zip, or 'none' to score the baselines only")
-    parser.add_argument("--method", nargs="+", default=["attention"],
-                        help="saliency method(s): attention, gradient, ..., or a baseline (default: attention)")
+    parser.add_argument("--method", nargs="+", default=None,
+                        help="saliency method(s): attention, gradient, ... (default: attention; with --model none, "
+                        "the baselines only); the baselines are always scored too")
     parser.add_argument("--atari-head", required=True, help="Atari-HEAD folder (games in <game>/), a game folder, "
                         "or one trial (<trial>.txt, .tar.bz2 or their stem)")
     parser.add_argument("--games", nargs="+", default=None, help="only these games")
@@ -375,7 +377,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    result = gaze_eval(args.model, args.atari_head, args.out, methods=args.method, games=args.games,
+    methods = args.method if args.method is not None else [] if args.model.lower() == "none" else ["attention"]
+    result = gaze_eval(args.model, args.atari_head, args.out, methods=methods, games=args.games,
                        trials=args.trials, game=args.game, max_frames=args.max_frames, batch_size=args.batch_size,
                        stride=args.stride, resolution=args.resolution, seed=args.seed, strict=args.strict,
                        pool=args.pool, device=args.device)

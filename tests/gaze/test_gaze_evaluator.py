@@ -193,3 +193,15 @@ def test_replay_pool_follows_the_training_backend(tmp_path):
     assert E.replay_pool(run / "model.zip", "grey") == "grey"
     with pytest.raises(SpecError, match="pool"):
         E.replay_pool(None, "max")
+
+
+def test_cli_defaults_and_one_line_errors(dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["gaze-eval", "--model", "none", "--atari-head", str(dataset / "breakout"), "--out", str(out)]) == 0
+    assert set(pd.read_csv(out / "per_trial.csv")["method"]) == set(E.BASELINES)  # --model none: baselines only
+    capsys.readouterr()
+    assert main(["gaze-eval", "--model", "none", "--method", "nosuch", "--atari-head", str(dataset),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "unknown saliency method 'nosuch'" in capsys.readouterr().err
+    assert main(["gaze-eval", "--model", "none", "--atari-head", str(tmp_path / "absent"), "--out", str(out)]) == 2
+    assert "no Atari-HEAD trial at" in capsys.readouterr().err
