@@ -128,13 +128,14 @@ def main() -> None:
             runs_txt = ", ".join(f"{s:.0f}" for s in speeds[agent])
             print(f"| {agent} | {median:.0f} | {median / base:.2f}x | {runs_txt} |")
 
+    for agent in tqdm(agents, desc="readout cost"):
+        results["readout"][agent] = readout_cost(agent, args.game, args.batch, repeats=args.timing_repeats,
+                                                 seed=args.seed)
     print(f"\nReading the attention map, batch of {args.batch} observations (ms per batch, best of "
           f"{args.timing_repeats}; projections best of {4 * args.timing_repeats})")
     print("| agent | policy forward | project 84x84 | project + 210x160 frames | readout / forward | "
           "gradient method |\n|---|---|---|---|---|---|")
-    for agent in tqdm(agents, desc="readout cost"):
-        cost = readout_cost(agent, args.game, args.batch, repeats=args.timing_repeats, seed=args.seed)
-        results["readout"][agent] = cost
+    for agent, cost in results["readout"].items():
         ms = {k: f"{1000 * v:.2f}" for k, v in cost.items()}
         share = f"{100 * cost['project'] / cost['forward']:.1f} %" if "project" in cost else "n/a"
         print(f"| {agent} | {ms['forward']} | {ms.get('project', 'n/a')} | {ms.get('project+frames', 'n/a')} | "
