@@ -121,7 +121,8 @@ class CueEnv(gym.Env):
     def _obs(self) -> np.ndarray:
         return np.repeat(self._image[None], 4, axis=0)
 
-    def _info(self) -> dict[str, Any]:
+    def cue_info(self) -> dict[str, Any]:
+        """Where the current image's cue is (box, centre, grid cell) and its class."""
         row, col = self._cue_box
         centre = (row + self.patch_size / 2, col + self.patch_size / 2)
         return {"cue_class": self._cue_class, "cue_box": (row, col, self.patch_size), "cue_centre": centre,
@@ -131,7 +132,7 @@ class CueEnv(gym.Env):
         super().reset(seed=seed)
         self._t = 0
         self._draw()
-        return self._obs(), self._info()
+        return self._obs(), self.cue_info()
 
     def step(self, action: int):  # noqa: ANN201
         if not self.action_space.contains(int(action)):
@@ -186,7 +187,7 @@ def evaluate_on_cue(model: BaseAlgorithm | BasePolicy, episodes: int = 200, seed
                 o, r, *_ = env.step(int(actions[i, 0]))
                 total[i] += r
                 next_obs.append(o)
-                next_cells.append(env._info()["cue_cell"])
+                next_cells.append(env.cue_info()["cue_cell"])
             obs, cue_cells = np.stack(next_obs), np.array(next_cells)
         returns.extend(total.tolist())
     optimal = CueEnv(**env_kwargs).optimal_return

@@ -41,7 +41,7 @@ def test_reward_is_one_exactly_for_the_cue_class_and_episodes_end() -> None:
         _, reward, terminated, truncated, step_info = env.step(cls if t != 1 else wrong)
         rewards.append(reward)
         assert terminated == (t == 2) and not truncated
-        cls = env._info()["cue_class"]
+        cls = env.cue_info()["cue_class"]
     assert rewards == [1.0, 0.0, 1.0]
     assert env.optimal_return == 3.0
     with pytest.raises(ValueError, match="action 7"):
