@@ -13,7 +13,9 @@ from rl_saliency.saliency.base import check_maps, obs_to_tensor, register
 
 def attention_module(policy: BasePolicy) -> Any:
     """The object holding the attention readout: the policy itself or its features extractor."""
-    candidates = [policy, getattr(policy, "features_extractor", None), getattr(policy, "pi_features_extractor", None)]
+    q_net = getattr(policy, "q_net", None)  # DQN keeps its extractor inside the Q-network
+    candidates = [policy, getattr(policy, "features_extractor", None), getattr(policy, "pi_features_extractor", None),
+                  getattr(q_net, "features_extractor", None)]
     for candidate in candidates:
         if candidate is not None and hasattr(candidate, "project_attention"):
             return candidate
@@ -21,6 +23,11 @@ def attention_module(policy: BasePolicy) -> Any:
         f"the 'attention' method needs a policy with built-in attention (FLS, DAQN, RS-PPO, Saccader); "
         f"{type(policy).__name__} with extractor {type(getattr(policy, 'features_extractor', None)).__name__} has "
         f"none. Use a post-hoc method such as 'gradient' or 'perturbation'.")
+
+
+def q_net_holds(policy: BasePolicy, holder: Any) -> bool:
+    q_net = getattr(policy, "q_net", None)
+    return q_net is not None and getattr(q_net, "features_extractor", None) is holder
 
 
 @register("attention")
@@ -35,6 +42,8 @@ class Attention:
         with torch.no_grad():
             if holder is policy:
                 policy.attention_forward(obs)
+            elif q_net_holds(policy, holder):
+                policy.q_net.extract_features(obs, holder)
             else:
                 policy.extract_features(obs, holder)
             maps = holder.project_attention(holder.last_attention)
