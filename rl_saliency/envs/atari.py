@@ -12,6 +12,7 @@ game (``r``) and its length in emulator frames (``l``, as SB3's Monitor counts t
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -144,19 +145,25 @@ def make_atari_vec_env(game: str | Game, n_envs: int = 8, seed: int | None = 0, 
     return venv
 
 
-def _make_sb3(game: Game, n_envs: int, seed: int | None, training: bool, max_frames: int, vec_env_cls: str,
-              render_mode: str | None) -> VecEnv:
+def _gym_make_atari(gym_id: str, **kwargs: Any) -> gym.Env:
+    """``gym.make`` that registers ale-py's ids first: subprocess workers start without them."""
     import ale_py
-    from stable_baselines3.common.env_util import make_atari_env
 
     gym.register_envs(ale_py)
+    return gym.make(gym_id, **kwargs)
+
+
+def _make_sb3(game: Game, n_envs: int, seed: int | None, training: bool, max_frames: int, vec_env_cls: str,
+              render_mode: str | None) -> VecEnv:
+    from stable_baselines3.common.env_util import make_atari_env
+
     classes = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
     if vec_env_cls not in classes:
         raise ValueError(f"vec_env_cls must be one of {', '.join(classes)}, got {vec_env_cls!r}")
     env_kwargs: dict[str, Any] = {"max_episode_steps": max_frames}
     if render_mode:
         env_kwargs["render_mode"] = render_mode
-    venv = make_atari_env(game.gym_id, n_envs=n_envs, seed=seed, vec_env_cls=classes[vec_env_cls],
-                          env_kwargs=env_kwargs,
+    venv = make_atari_env(functools.partial(_gym_make_atari, game.gym_id), n_envs=n_envs, seed=seed,
+                          vec_env_cls=classes[vec_env_cls], env_kwargs=env_kwargs,
                           wrapper_kwargs={"terminal_on_life_loss": training, "clip_reward": training})
     return VecTransposeImage(VecFrameStack(venv, n_stack=4))

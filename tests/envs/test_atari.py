@@ -110,3 +110,12 @@ def test_unknown_game_lists_close_matches():
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="backend"):
         make_atari_vec_env("breakout", 1, backend="gpu")
+
+
+def test_subprocess_backend_matches_dummy():
+    obs = {}
+    for vec_env_cls in ("dummy", "subproc"):
+        venv = make_atari_vec_env("breakout", 2, seed=4, backend="sb3", vec_env_cls=vec_env_cls)
+        obs[vec_env_cls] = np.stack(_play(venv, 30, seed=1)["obs"])
+        venv.close()
+    np.testing.assert_array_equal(obs["dummy"], obs["subproc"])
