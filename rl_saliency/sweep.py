@@ -45,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from rl_saliency import io
 from rl_saliency.errors import ClusterError, DataError, SpecError
 
 TASKS_DIR = "tasks"
@@ -300,10 +301,7 @@ def load_grid(path: str | Path) -> Grid:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    """Write a JSON file atomically (tmp file, then os.replace)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    io.write_json(path, data)
 
 
 def _read_json(path: Path) -> Any:
@@ -363,9 +361,7 @@ def _train_step(task: Task, work: Path) -> None:
 
     run, spec_file = work / "run", work / "spec.yaml"
     if not spec_file.exists():  # the exact spec of this cell: `rl-saliency train --agent <it>` reproduces it
-        tmp = spec_file.with_name(".spec.yaml.tmp")
-        tmp.write_text(yaml.safe_dump(task.spec, sort_keys=False))
-        os.replace(tmp, spec_file)
+        io.write_yaml(spec_file, task.spec)
     spec = spec_from_dict(task.spec, spec_file)
     opts = dict(task.train)
     timesteps = int(opts.pop("timesteps", None) or spec.n_timesteps)
@@ -485,10 +481,8 @@ def _prepare_out(grid: Grid, out: Path) -> None:
     for sub in (TASKS_DIR, PARTIAL_DIR, FAILED_DIR, LOGS_DIR, INJECT_DIR):
         (out / sub).mkdir(parents=True, exist_ok=True)
     # the grid as resolved, for aggregation (row and column order) and for the record
-    tmp = out / ".grid.yaml.tmp"
-    tmp.write_text(yaml.safe_dump({"name": grid.name, "source": str(grid.path.resolve()), "games": grid.games,
-                                   "agents": list(grid.agents), "seeds": grid.seeds}, sort_keys=False))
-    os.replace(tmp, out / "grid.yaml")
+    io.write_yaml(out / "grid.yaml", {"name": grid.name, "source": str(grid.path.resolve()), "games": grid.games,
+                                      "agents": list(grid.agents), "seeds": grid.seeds})
 
 
 def _record_failure(out: Path, task: Task, error: str) -> None:
@@ -718,10 +712,8 @@ def _plot(results, metric: str, games: list[str], agents: list[str], path: Path)
         ax.set_title(game)
         ax.set_ylabel(metric)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    io.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def aggregate(out: str | Path):
@@ -737,11 +729,7 @@ def aggregate(out: str | Path):
               or list(dict.fromkeys(results["agent"])))
     results = results.sort_values(["game", "agent", "seed"])
 
-    def write(path: Path, write_fn: Callable[[Path], Any]) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        write_fn(tmp)
-        os.replace(tmp, path)
-
+    write = io.atomic_write
     table = summary_table(results, games, agents)
     write(out / "results.csv", lambda p: results.to_csv(p, index=False))
     write(out / "table.csv", lambda p: table.to_csv(p))

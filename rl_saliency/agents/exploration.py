@@ -24,7 +24,6 @@ Pieces, as ``train`` wires them (``make_explorer(config, venv, seed) -> (venv, c
 from __future__ import annotations
 
 import math
-import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from torch import nn
 
+from rl_saliency import io
 from rl_saliency.errors import DataError, SpecError
 from rl_saliency.saliency.base import check_maps, check_observations, register
 
@@ -477,9 +477,7 @@ class NoveltyExplorer:
         path = Path(path)
         if not self.ready:
             raise RuntimeError("the explorer has no ensemble yet (features: agent builds it when training starts)")
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        io.atomic_write(path, lambda tmp: torch.save(self.state_dict(), tmp))
 
     @classmethod
     def load(cls, path: str | Path, policy: BasePolicy | None = None) -> NoveltyExplorer:
