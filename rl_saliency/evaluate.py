@@ -14,8 +14,8 @@ from tqdm.auto import tqdm
 from rl_saliency import io
 from rl_saliency.envs import BACKENDS, make_atari_vec_env, resolve_game
 from rl_saliency.envs.atari import DEFAULT_MAX_FRAMES
-from rl_saliency.errors import SpecError
-from rl_saliency.models import check_model_fits, load_model, wrap_env_for_model
+from rl_saliency.errors import SpecError, check_count
+from rl_saliency.models import check_model_fits, load_model, read_model_data, wrap_env_for_model
 
 
 def run_config(model_path: str | Path) -> dict[str, Any] | None:
@@ -29,7 +29,9 @@ def run_config(model_path: str | Path) -> dict[str, Any] | None:
 
 
 def game_for_model(model_path: str | Path, game: str | None) -> str:
-    """``--game`` when given, else the game of the model's run folder."""
+    """``--game`` when given, else the game of the model's run folder. A missing or unreadable model file is
+    reported as such first (not as a missing config.yaml)."""
+    read_model_data(model_path)
     if game:
         return resolve_game(game).name
     config = run_config(model_path)
@@ -43,9 +45,11 @@ def evaluate(model_path: str | Path, game: str | None = None, episodes: int = 10
              n_envs: int | None = None, max_frames: int = DEFAULT_MAX_FRAMES, device: str = "auto",
              progress: bool = True) -> dict[str, float]:
     """Play ``episodes`` whole games; returns mean/std/min/max of score and length (emulator frames)."""
+    episodes = check_count(episodes, "--episodes")
+    n_envs = check_count(n_envs if n_envs is not None else min(episodes, 4), "--n-envs")
+    max_frames = check_count(max_frames, "--max-frames")
     game = game_for_model(model_path, game)
     model = load_model(model_path, device=device)
-    n_envs = n_envs or min(episodes, 4)
     venv = make_atari_vec_env(game, n_envs, seed=seed, backend=backend, training=False, max_frames=max_frames)
     venv = wrap_env_for_model(model, venv)
     check_model_fits(model, venv.observation_space, venv.action_space, what=f"game {game!r}")

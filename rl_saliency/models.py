@@ -25,6 +25,9 @@ def read_model_data(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"model file {path} does not exist")
+    if path.is_dir():
+        hint = f" (did you mean {path / 'model.zip'}?)" if (path / "model.zip").is_file() else ""
+        raise ModelLoadError(f"model {path} is a folder, not a model zip{hint}")
     try:
         with zipfile.ZipFile(path) as archive:
             return json.loads(archive.read("data"))
@@ -79,8 +82,8 @@ def check_model_fits(model: BaseAlgorithm, observation_space: gym.Space, action_
         raise ModelLoadError(f"model expects observations of shape {model.observation_space.shape} but {what} "
                              f"gives {observation_space.shape}")
     if model.action_space != action_space:
-        raise ModelLoadError(f"model's action space {model.action_space} does not fit {what}'s {action_space} "
-                             f"(was it trained on another game?)")
+        raise ModelLoadError(f"model's action space {model.action_space} does not fit the action space "
+                             f"{action_space} of {what} (was it trained on another game?)")
 
 
 def wrap_env_for_model(model: BaseAlgorithm, venv: Any) -> Any:

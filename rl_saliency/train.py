@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from rl_saliency import io
 from rl_saliency.agents.spec import DEFAULT_SPEC, AgentSpec, load_spec, spec_from_dict
 from rl_saliency.envs import BACKENDS, make_atari_vec_env, resolve_game
-from rl_saliency.errors import SpecError
+from rl_saliency.errors import DataError, OptionError, SpecError, check_count
 from rl_saliency.models import load_model
 
 CONFIG_FILE = "config.yaml"
@@ -102,6 +102,22 @@ def list_checkpoints(ckpt_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def read_run_config(path: Path) -> dict[str, Any]:
+    """A run folder's config.yaml, checked for what resuming needs."""
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise DataError(f"run config {path} is not valid YAML{where}: {getattr(err, 'problem', None) or err}") from err
+    required = ("game", "seed", "timesteps", "n_envs", "backend", "device", "checkpoint_freq", "spec")
+    missing = [key for key in required if not isinstance(config, dict) or key not in config]
+    if missing:
+        raise DataError(f"run config {path} lacks {', '.join(missing)}; it was not written by rl-saliency train "
+                        f"(start a new run with another --out)")
+    return config
+
+
 def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``key=value`` strings (values parsed as YAML) -> hyperparameter overrides."""
     out = {}
@@ -122,18 +138,27 @@ def train(spec: AgentSpec | str | Path = DEFAULT_SPEC, game: str = "breakout", t
     if resume:
         if run_dir is None or not (run_dir / CONFIG_FILE).exists():
             raise FileNotFoundError(f"cannot resume: no {CONFIG_FILE} in run folder {run_dir}")
-        config = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+        config = read_run_config(run_dir / CONFIG_FILE)
         spec = spec_from_dict(config["spec"], config.get("spec_path"))
     else:
         spec = spec if isinstance(spec, AgentSpec) else load_spec(spec)
         if hyperparams:
             spec.hyperparams.update(hyperparams)
+        spec.parsed_hyperparams()  # unknown names and malformed schedules fail before anything is written
         game_obj = resolve_game(game)
-        timesteps = int(timesteps if timesteps is not None else spec.n_timesteps)
+        # bad counts fail here, before the run folder gets a config.yaml
+        timesteps = check_count(timesteps if timesteps is not None else spec.n_timesteps, "--timesteps")
+        n_envs = check_count(n_envs if n_envs is not None else spec.n_envs, "--n-envs")
+        checkpoint_freq = check_count(checkpoint_freq if checkpoint_freq is not None else max(timesteps // 10, 1),
+                                      "--checkpoint-freq")
+        if not 0 <= seed < 2**32:
+            raise OptionError(f"--seed must be between 0 and 2**32 - 1, got {seed}")
+        if backend not in BACKENDS:
+            raise OptionError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         run_dir = run_dir or Path("runs") / f"{spec.name}_{game_obj.name}_s{seed}"
         config = {"game": game_obj.name, "gym_id": game_obj.gym_id, "seed": seed, "timesteps": timesteps,
-                  "n_envs": int(n_envs or spec.n_envs), "backend": backend, "device": device,
-                  "checkpoint_freq": int(checkpoint_freq or max(timesteps // 10, 1)), "algo": spec.algo,
+                  "n_envs": n_envs, "backend": backend, "device": device,
+                  "checkpoint_freq": checkpoint_freq, "algo": spec.algo,
                   "spec_path": spec.path, "spec": spec.to_dict()}
         if (run_dir / MODEL_FILE).exists() or list_checkpoints(run_dir / CHECKPOINT_DIR):
             raise FileExistsError(f"run folder {run_dir} already holds a run; use --resume or another --out")
@@ -219,7 +244,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    run_dir = train(args.agent, game=args.game, timesteps=None if args.timesteps is None else int(args.timesteps),
+    run_dir = train(args.agent, game=args.game, timesteps=args.timesteps,
                     out=args.out, seed=args.seed, n_envs=args.n_envs, backend=args.backend, device=args.device,
                     resume=args.resume, checkpoint_freq=args.checkpoint_freq,
                     hyperparams=_parse_overrides(args.overrides), progress=not args.no_progress)

@@ -148,3 +148,53 @@ def test_wrong_observation_shape_fails_clearly(tmp_path, capsys):
     PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=8, batch_size=8).save(tmp_path / "cartpole.zip")
     assert main(["evaluate", "--model", str(tmp_path / "cartpole.zip"), "--game", "breakout"]) == 2
     assert "observations of shape (4,)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--timesteps", "0"], "--timesteps must be an integer >= 1, got 0"),
+    (["--timesteps", "-5"], "--timesteps must be an integer >= 1"),
+    (["--timesteps", "nan"], "--timesteps must be an integer >= 1, got nan"),
+    (["--timesteps", "256", "--n-envs", "0"], "--n-envs must be an integer >= 1, got 0"),
+    (["--timesteps", "256", "--n-envs", "-1"], "--n-envs must be an integer >= 1, got -1"),
+    (["--timesteps", "256", "--checkpoint-freq", "-3"], "--checkpoint-freq must be an integer >= 1"),
+    (["--timesteps", "256", "--seed", "-1"], "--seed must be between 0 and 2**32 - 1"),
+    (["--timesteps", "256", "--set", "foo=1"], "PPO has no hyperparameters ['foo']"),
+    (["--timesteps", "256", "--set", "learning_rate=lin_abc"], "hyperparameter learning_rate: 'lin_abc' is not"),
+])
+def test_train_rejects_bad_option_values_before_writing(tmp_path, capsys, args, message):
+    run = tmp_path / "r"
+    assert main(["train", "--out", str(run), "--no-progress", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (run / "config.yaml").exists()
+
+
+def test_train_rejects_invalid_spec_yaml_and_broken_run_config_in_one_line(tmp_path, capsys):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: [x\n  bad: : :\n")
+    assert main(["train", "--agent", str(spec), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"agent spec {spec} is not valid YAML (line 2" in err and len(err.strip().splitlines()) == 1
+    for name, text, message in [("yaml", "game: [\n", "is not valid YAML"), ("keys", "game: breakout\n", "lacks seed")]:
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text(text)
+        assert main(["train", "--resume", "--out", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert f"run config {run / 'config.yaml'}" in err and message in err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_rejects_missing_model_folder_and_bad_counts(trained_run, tmp_path, capsys):
+    run, _ = trained_run
+    # a missing zip is named as missing, not as a model without a run config.yaml
+    assert main(["evaluate", "--model", str(tmp_path / "nope.zip"), "--episodes", "1"]) == 2
+    assert f"model file {tmp_path / 'nope.zip'} does not exist" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(run), "--episodes", "1"]) == 2
+    assert f"did you mean {run / 'model.zip'}?" in capsys.readouterr().err
+    for args, message in [(["--episodes", "0"], "--episodes must be an integer >= 1, got 0"),  # was a segfault
+                          (["--episodes", "-2"], "--episodes must be"),
+                          (["--episodes", "1", "--n-envs", "0"], "--n-envs must be an integer >= 1, got 0"),
+                          (["--episodes", "1", "--max-frames", "-1"], "--max-frames must be")]:
+        assert main(["evaluate", "--model", str(run / "model.zip"), *args]) == 2
+        assert message in capsys.readouterr().err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,10 @@ def linear_schedule(initial: float):
 
 def _parse_value(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("lin_"):
-        return linear_schedule(float(value[4:]))
+        try:
+            return linear_schedule(float(value[4:]))
+        except ValueError:
+            raise ValueError(f"{value!r} is not a linear schedule: expected lin_<number>, e.g. lin_2.5e-4") from None
     return value
 
 
@@ -88,15 +92,31 @@ class AgentSpec:
             return venv
         return import_object(self.env_wrapper)(venv, **self.env_wrapper_kwargs)
 
+    def parsed_hyperparams(self) -> dict[str, Any]:
+        """The hyperparameters as the algorithm takes them (``lin_<x>`` -> schedule); a name the algorithm does
+        not take or a malformed schedule is a SpecError naming the spec, before any env is built."""
+        accepted = set(inspect.signature(ALGOS[self.algo].__init__).parameters) - {"self", "policy", "env"}
+        unknown = sorted(set(self.hyperparams) - accepted)
+        if unknown:
+            raise SpecError(f"agent spec {self.path or self.name}: {self.algo.upper()} has no hyperparameters "
+                            f"{unknown}")
+        parsed = {}
+        for key, value in self.hyperparams.items():
+            try:
+                parsed[key] = _parse_value(value)
+            except ValueError as err:
+                raise SpecError(f"agent spec {self.path or self.name}: hyperparameter {key}: {err}") from err
+        return parsed
+
     def build_model(self, env: VecEnv, seed: int | None = None, device: str = "auto", verbose: int = 0,
                     **overrides: Any) -> BaseAlgorithm:
         algo_cls = ALGOS[self.algo]
-        hyperparams = {k: _parse_value(v) for k, v in self.hyperparams.items()}
+        hyperparams = self.parsed_hyperparams()
         hyperparams.update(overrides)
         try:
             return algo_cls(self.resolved_policy(), env, policy_kwargs=self.resolved_policy_kwargs(), seed=seed,
                             device=device, verbose=verbose, **hyperparams)
-        except TypeError as err:
+        except (TypeError, AssertionError, ValueError) as err:  # SB3 checks its arguments with asserts
             raise SpecError(f"agent spec {self.path or self.name}: bad hyperparameter for {self.algo.upper()}: "
                             f"{err}") from err
 
@@ -123,7 +143,9 @@ def load_spec(name_or_path: str | Path = DEFAULT_SPEC) -> AgentSpec:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise SpecError(f"agent spec {path} is not valid YAML: {err}") from err
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise SpecError(f"agent spec {path} is not valid YAML{where}: {getattr(err, 'problem', None) or err}") from err
     return spec_from_dict(raw, path)
 
 
