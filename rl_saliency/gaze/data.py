@@ -136,15 +136,23 @@ def find_trials(path: str | Path, games: Iterable[str] | None = None,
             raise FileNotFoundError(f"no Atari-HEAD trial at {path} (expected {stem_path.name}{TXT_SUFFIX} and "
                                     f"{stem_path.name}{TAR_SUFFIX}, or a directory of games)")
     pairs: dict[tuple[Path, str], dict[str, Path]] = {}
+    not_gaze: dict[tuple[Path, str], Path] = {}  # txt files that are not gaze files (a README, an empty file)
     for p in candidates:
         stem = _trial_stem(p)
-        if stem is None or (p.suffix == TXT_SUFFIX and not _is_trial_txt(p)):
+        if stem is None:
+            continue
+        if p.suffix == TXT_SUFFIX and not _is_trial_txt(p):
+            not_gaze[(p.parent, stem)] = p
             continue
         pairs.setdefault((p.parent, stem), {})["txt" if p.suffix == TXT_SUFFIX else "tar"] = p
     meta = read_meta_data(path if path.is_dir() else path.parent)
     found = []
     for (directory, stem), files in pairs.items():
         txt, tar = files.get("txt"), files.get("tar")
+        if txt is None and (directory, stem) in not_gaze:
+            issues.append(f"{not_gaze[directory, stem]}: not an Atari-HEAD gaze file (empty, or its first line is "
+                          f"not the header frame_id,episode_id,...); trial skipped")
+            continue
         if txt is None:
             issues.append(f"{tar}: frames without a gaze file ({stem}{TXT_SUFFIX}); trial skipped")
             continue
@@ -448,9 +456,13 @@ class Trial:
     @classmethod
     def open(cls, path: str | Path, strict: bool = True) -> Trial:
         """One trial from its txt, tar.bz2 or stem path."""
-        trials, _ = find_trials(path)
+        trials, issues = find_trials(path)
+        if not trials and issues:  # the reason the one trial is unusable, not just "0 trials"
+            raise DataError(f"no usable Atari-HEAD trial at {path}: {'; '.join(issues)}")
         if len(trials) != 1:
-            raise FileNotFoundError(f"{path} holds {len(trials)} complete trials, expected one")
+            names = ", ".join(t.name for t in trials[:5]) + (", ..." if len(trials) > 5 else "")
+            raise FileNotFoundError(f"{path} holds {len(trials)} complete trials ({names}), expected one; "
+                                    f"give one trial's .txt, .tar.bz2 or stem")
         return cls(trials[0], strict=strict)
 
     def frames(self, max_index: int | None = None,

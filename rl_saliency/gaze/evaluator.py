@@ -82,9 +82,10 @@ def load_policy(model_path: str | Path | None, game: str | None, device: str = "
     if model_path is None or str(model_path).lower() == "none":
         return None, game
     from rl_saliency.envs import make_atari_vec_env
-    from rl_saliency.models import check_model_fits, load_model, wrap_env_for_model
+    from rl_saliency.models import check_model_fits, load_model, read_model_data, wrap_env_for_model
 
     model_path = Path(model_path)
+    read_model_data(model_path)  # a missing or corrupt zip is named as such, not as a missing config.yaml
     game = _model_game(model_path, game)
     if game is None:
         raise ModelLoadError(f"cannot tell which game {model_path} plays: no run config.yaml next to it; pass --game")

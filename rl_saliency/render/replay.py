@@ -17,7 +17,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from rl_saliency.render.video import MaxNormaliser, VideoSink, draw_gaze, hud, overlay
+from rl_saliency.errors import DataError, ModelLoadError, OptionError
+from rl_saliency.render.video import (
+    MaxNormaliser,
+    VideoSink,
+    check_render_options,
+    draw_gaze,
+    hud,
+    overlay,
+    probe_method,
+)
 from rl_saliency.saliency.base import FRAME_SHAPE, get_method, upsample_to_frame
 
 
@@ -50,21 +59,34 @@ def render_trial(model_path: str | Path, trial_path: str | Path, method: str = "
     from rl_saliency.envs.registry import game_from_atari_head
     from rl_saliency.envs.replay import SPAN, replay_observations
     from rl_saliency.gaze.data import Trial
-    from rl_saliency.gaze.evaluator import load_policy, replay_pool
+    from rl_saliency.gaze.evaluator import _model_game, load_policy, replay_pool
     from rl_saliency.gaze.fixations import observation_samples
     from rl_saliency.saliency.methods import policy_outputs
 
-    if normalise not in ("running", "global"):
-        raise ValueError(f"normalise must be 'running' or 'global', got {normalise!r}")
-    if steps < 1 or stride < 1 or start < 0:
-        raise ValueError(f"need steps >= 1, stride >= 1, start >= 0 (got {steps}, {stride}, {start})")
-    trial = Trial.open(trial_path)
-    game = game or (game_from_atari_head(trial.game).name if trial.game else None)
-    policy, game = load_policy(model_path, game, device=device)
+    check_render_options(steps, scale, fps, alpha, normalise)
+    if not (isinstance(stride, int) and stride >= 1):
+        raise OptionError(f"--stride must be an integer >= 1, got {stride!r}")
+    if not (isinstance(start, int) and start >= 0):
+        raise OptionError(f"--start must be an integer >= 0, got {start!r}")
     saliency_method = get_method(method, **(method_kwargs or {}))
+    # a corrupt txt row is skipped and reported (as gaze-eval does without --strict): a video needs no exact table
+    trial = Trial.open(trial_path, strict=False)
+    trial_game = game_from_atari_head(trial.game).name if trial.game else None
+    model_game = _model_game(Path(model_path), game) if str(model_path).lower() != "none" else game
+    game = model_game or trial_game
+    if trial_game and game and trial_game != game:
+        raise ModelLoadError(f"trial {trial.name} is of {trial_game} (its folder {trial.files.txt.parent}) but "
+                             f"model {model_path} plays {game}")
     gaze = trial.gaze
-    first = int(gaze.frame_index[0])
+    first, last = int(gaze.frame_index[0]), int(gaze.frame_index[-1])
     wanted = [first + SPAN + start + k * stride for k in range(steps)]
+    if wanted[0] > last:  # say so now rather than after decompressing the whole tar
+        raise DataError(f"--start {start} is past the end of trial {trial.name}: its observations start at frame "
+                        f"{first + SPAN} and its last frame is {last} ({trial.files.txt})")
+    policy, game = load_policy(model_path, game, device=device)
+    if policy is None:
+        raise OptionError("render --atari-head needs a model zip (--model none is for gaze-eval's baselines)")
+    probe_method(saliency_method, method, policy)
     latest: dict[int, np.ndarray] = {}
     # pool each step's two raw frames as the env backend the model was trained on did (as gaze-eval does)
     stream = replay_observations(_stash(trial.frames(max_index=wanted[-1]), latest), indices=wanted,
@@ -107,9 +129,8 @@ def render_trial(model_path: str | Path, trial_path: str | Path, method: str = "
             for rgb, frame_map, right, text in pending:
                 _write(sink, rgb, norm(frame_map), right, text, scale, alpha)
         if sink.n_frames == 0:
-            from rl_saliency.errors import DataError
-
-            raise DataError(f"trial {trial.name} has no frames from frame {wanted[0]} on ({trial_path})")
+            problems = "".join(f"; {issue}" for issue in trial.issues)
+            raise DataError(f"trial {trial.name} has no frames from frame {wanted[0]} on ({trial_path}){problems}")
         paths = sink.close()
     except BaseException:
         sink.abort()

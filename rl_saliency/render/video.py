@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from tqdm.auto import tqdm
 
 from rl_saliency import io
+from rl_saliency.errors import OptionError, check_count
 from rl_saliency.saliency.base import FRAME_SHAPE, get_method, upsample_to_frame
 
 HUD_ROWS = 12  # HUD height in frame pixels (times the scale)
@@ -192,6 +195,24 @@ class VideoSink:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def check_render_options(steps: int, scale: int, fps: float, alpha: float, normalise: str) -> None:
+    """Bad video options fail before a model is loaded or a frame is read."""
+    check_count(steps, "--steps")
+    check_count(scale, "--scale")
+    if not (isinstance(fps, int | float) and math.isfinite(fps) and fps > 0):
+        raise OptionError(f"--fps must be a number > 0, got {fps!r}")
+    if not (isinstance(alpha, int | float) and 0 <= alpha <= 1):
+        raise OptionError(f"--alpha must be between 0 and 1, got {alpha!r}")
+    if normalise not in ("running", "global"):
+        raise OptionError(f"--normalise must be 'running' or 'global', got {normalise!r}")
+
+
+def probe_method(method: Any, name: str, policy: Any) -> None:
+    """Run the method once on a blank observation, so that a method that cannot explain this model (attention
+    without built-in attention, an action target out of range) fails now, with the reason."""
+    method.attribute(policy, np.zeros((1, 4, 84, 84), np.uint8))
+
+
 def _action_names(venv: Any) -> list[str] | None:
     try:
         return list(venv.get_attr("unwrapped")[0].get_action_meanings())
@@ -224,16 +245,14 @@ def render_agent(model: BaseAlgorithm | str | Path, game: str | None = None, met
     from rl_saliency.evaluate import game_for_model
     from rl_saliency.models import check_model_fits, load_model, wrap_env_for_model
 
-    if normalise not in ("running", "global"):
-        raise ValueError(f"normalise must be 'running' or 'global', got {normalise!r}")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    check_render_options(steps, scale, fps, alpha, normalise)
+    saliency_method = get_method(method, **(method_kwargs or {}))
     if not isinstance(model, BaseAlgorithm):
         game = game_for_model(model, game)
         model = load_model(model, device=device)
     elif game is None:
         raise ValueError("pass the game when giving a loaded model")
-    saliency_method = get_method(method, **(method_kwargs or {}))
+    probe_method(saliency_method, method, model.policy)
     venv = make_atari_vec_env(game, n_envs=1, seed=seed, backend="sb3", training=False, render_mode="rgb_array")
     venv = wrap_env_for_model(model, venv)
     check_model_fits(model, venv.observation_space, venv.action_space, what=f"game {game!r}")
@@ -338,6 +357,8 @@ def _run(args: argparse.Namespace) -> int:
                                stride=args.stride, game=args.game, out=args.out, gif=args.gif, scale=args.scale,
                                fps=args.fps, alpha=args.alpha, normalise=args.normalise,
                                method_kwargs=method_kwargs, device=args.device)
+        for issue in summary["issues"]:
+            print(f"warning: {issue}", file=sys.stderr)
     else:
         summary = render_agent(args.model, game=args.game, method=args.method, steps=args.steps, out=args.out,
                                gif=args.gif, seed=args.seed, scale=args.scale, fps=args.fps, alpha=args.alpha,

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.policies import BasePolicy
 
+from rl_saliency.errors import OptionError
 from rl_saliency.saliency.base import check_maps, obs_to_tensor, register
 
 
@@ -19,7 +20,7 @@ def attention_module(policy: BasePolicy) -> Any:
     for candidate in candidates:
         if candidate is not None and hasattr(candidate, "project_attention"):
             return candidate
-    raise ValueError(
+    raise OptionError(
         f"the 'attention' method needs a policy with built-in attention (FLS, DAQN, RS-PPO, Saccader); "
         f"{type(policy).__name__} with extractor {type(getattr(policy, 'features_extractor', None)).__name__} has "
         f"none. Use a post-hoc method such as 'gradient' or 'perturbation'.")

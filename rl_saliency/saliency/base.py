@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from stable_baselines3.common.policies import BasePolicy
 
+from rl_saliency.errors import OptionError
+
 OBS_SHAPE = (4, 84, 84)
 FRAME_SHAPE = (210, 160)  # rows, columns of a raw Atari frame
 
@@ -54,7 +56,7 @@ def get_method(name: str, **kwargs: Any) -> SaliencyMethod:
     """A saliency method by name (``attention``, ``gradient``, ``centre_bias``, ...)."""
     _import_all()
     if name not in _REGISTRY:
-        raise ValueError(f"unknown saliency method {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+        raise OptionError(f"unknown saliency method {name!r}; available: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name](**kwargs)
 
 

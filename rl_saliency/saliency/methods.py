@@ -24,6 +24,7 @@ from scipy.ndimage import gaussian_filter
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from torch import nn
 
+from rl_saliency.errors import OptionError
 from rl_saliency.saliency.base import check_maps, obs_to_tensor, register
 
 Target = str | int | np.ndarray | list | torch.Tensor | None
@@ -78,15 +79,15 @@ def resolve_target(policy: BasePolicy, obs: torch.Tensor, target: Target, greedy
     if isinstance(target, str):
         if target in ("value", "logits"):
             return target
-        raise ValueError(f"unknown saliency target {target!r}; use 'action', 'value', 'logits' or an action index")
+        raise OptionError(f"unknown saliency target {target!r}; use 'action', 'value', 'logits' or an action index")
     actions = np.asarray(target.cpu() if isinstance(target, torch.Tensor) else target).astype(np.int64).reshape(-1)
     if actions.size == 1:
         actions = np.full(n, int(actions[0]), dtype=np.int64)
     if actions.size != n:
-        raise ValueError(f"target has {actions.size} actions for {n} observations")
+        raise OptionError(f"target has {actions.size} actions for {n} observations")
     n_actions = getattr(policy.action_space, "n", None)
     if n_actions is not None and (actions.min() < 0 or actions.max() >= n_actions):
-        raise ValueError(f"target action out of range for an action space of {n_actions} actions: {actions}")
+        raise OptionError(f"target action out of range for an action space of {n_actions} actions: {actions}")
     return actions
 
 
@@ -197,7 +198,7 @@ class SmoothGrad(_GradientMethod):
     def __init__(self, n_samples: int = 20, noise_level: float = 0.15, seed: int = 0, **kwargs: Any):
         super().__init__(**kwargs)
         if n_samples < 1:
-            raise ValueError(f"smoothgrad needs n_samples >= 1, got {n_samples}")
+            raise OptionError(f"smoothgrad needs n_samples >= 1, got {n_samples}")
         self.n_samples = n_samples
         self.sigma = noise_level * 255.0
         self.seed = seed
@@ -225,7 +226,7 @@ class IntegratedGradients(_GradientMethod):
     def __init__(self, n_steps: int = 32, baseline: float = 0.0, **kwargs: Any):
         super().__init__(**kwargs)
         if n_steps < 1:
-            raise ValueError(f"integrated_gradients needs n_steps >= 1, got {n_steps}")
+            raise OptionError(f"integrated_gradients needs n_steps >= 1, got {n_steps}")
         self.n_steps = n_steps
         self.baseline = baseline
 
@@ -269,7 +270,7 @@ def last_conv_layer(module: nn.Module, layer: str | None = None) -> tuple[str, n
         names = dict(named)
         if layer not in names:
             convs = [n for n, m in named if isinstance(m, nn.Conv2d)]
-            raise ValueError(f"gradcam layer {layer!r} not found in {type(module).__name__}; conv layers: {convs}")
+            raise OptionError(f"gradcam layer {layer!r} not found in {type(module).__name__}; conv layers: {convs}")
         return layer, names[layer], None
     trunk = getattr(module, "trunk", None)
     prefix = "trunk." if isinstance(trunk, nn.Module) else ""
@@ -277,7 +278,7 @@ def last_conv_layer(module: nn.Module, layer: str | None = None) -> tuple[str, n
     named = list(search.named_modules())
     convs = [i for i, (_, m) in enumerate(named) if isinstance(m, nn.Conv2d)]
     if not convs:
-        raise ValueError(f"gradcam needs a convolutional layer; {type(module).__name__} has none")
+        raise OptionError(f"gradcam needs a convolutional layer; {type(module).__name__} has none")
     i = convs[-1]
     activation = named[i + 1][1] if i + 1 < len(named) and isinstance(named[i + 1][1], _ACTIVATIONS) else None
     return prefix + named[i][0], named[i][1], activation
@@ -351,7 +352,7 @@ def grid_centres(size: int, stride: int) -> np.ndarray:
     """Mask centres every ``stride`` pixels from 0, plus the last pixel, so the grid reaches the far edge
     (the original code left the last row/column of the score grid empty)."""
     if stride < 1:
-        raise ValueError(f"perturbation stride must be >= 1, got {stride}")
+        raise OptionError(f"perturbation stride must be >= 1, got {stride}")
     centres = np.arange(0, size, stride)
     if centres[-1] != size - 1:
         centres = np.append(centres, size - 1)

@@ -92,3 +92,59 @@ def test_overlay_colours_only_salient_pixels():
     assert out.shape == (420, 320, 3)
     assert (out[0:150, 0:80] == 100).all()  # far from the salient patch: the frame unchanged
     assert np.abs(out[205, 110].astype(int) - 100).max() > 30  # inside it: tinted
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
+    (["--scale", "0"], "--scale must be an integer >= 1, got 0"),  # was a cv2.error traceback
+    (["--fps", "0"], "--fps must be a number > 0"),
+    (["--alpha", "2"], "--alpha must be between 0 and 1"),
+    (["--target", "9"], "target action out of range for an action space of 4 actions"),
+    (["--target", "foo"], "unknown saliency target 'foo'"),
+    (["--method", "attention"], "needs a policy with built-in attention"),
+])
+def test_render_rejects_bad_options_in_one_line(breakout_model, tmp_path, capsys, args, message):
+    out = tmp_path / "bad.mp4"
+    code = main(["render", "--model", str(breakout_model), "--game", "breakout", "--steps", "2", *args,
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.fixture
+def write_trial(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "gaze"))
+    from gaze_synthetic import write_trial
+
+    return write_trial
+
+
+def test_render_atari_head_bad_trials_fail_clearly(breakout_model, tmp_path, capsys, write_trial):
+    def render(trial, *extra):
+        code = main(["render", "--model", str(breakout_model), "--game", "breakout", "--atari-head", str(trial),
+                     "--method", "gradient", "--steps", "2", "--scale", "1", "--out", str(tmp_path / "t.mp4"),
+                     *extra])
+        return code, capsys.readouterr().err
+
+    # a txt that is not a gaze file: named as such, not "frames without a gaze file" / "0 complete trials"
+    empty = write_trial(tmp_path / "empty" / "breakout", n_frames=20)
+    empty.with_name(empty.name + ".txt").write_text("")
+    code, err = render(empty)
+    assert code == 2 and f"{empty}.txt: not an Atari-HEAD gaze file" in err
+    # the trial's folder says another game than the model's: said so, not "--game is ..."
+    other = write_trial(tmp_path / "other" / "ms_pacman", n_frames=20)
+    code, err = render(other)
+    assert code == 2 and "is of ms_pacman" in err and "plays breakout" in err
+    # --start past the trial's end: fails before the frames are decompressed
+    good = write_trial(tmp_path / "good" / "breakout", n_frames=20)
+    code, err = render(good, "--start", "500")
+    assert code == 2 and "--start 500 is past the end of trial" in err
+    code, err = render(good, "--stride", "0")
+    assert code == 2 and "--stride must be an integer >= 1" in err
+    # corrupt txt rows are skipped with a warning (render has no --strict to turn them off)
+    garbage = write_trial(tmp_path / "garbage" / "breakout", n_frames=20, rows={5: "this,is,garbage"})
+    code, err = render(garbage)
+    assert code == 0 and "line 6: corrupt row" in err and "Traceback" not in err
