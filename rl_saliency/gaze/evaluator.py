@@ -284,7 +284,8 @@ def gaze_eval(model: str | Path | None, atari_head: str | Path, out: str | Path,
     if resolution not in RESOLUTIONS:
         raise SpecError(f"resolution must be one of {sorted(RESOLUTIONS)}, got {resolution}")
     if batch_size < 1 or stride < 1 or (max_frames is not None and max_frames < 14):
-        raise SpecError("batch size and stride must be >= 1 and max frames >= 14 (one observation needs 14 frames)")
+        raise SpecError(f"--batch-size and --stride must be >= 1 and --max-frames >= 14 (one observation needs 14 "
+                        f"frames); got --batch-size {batch_size}, --stride {stride}, --max-frames {max_frames}")
     out = Path(out)
     pool = replay_pool(model, pool)
     policy, model_game = load_policy(model, game, device)
@@ -293,7 +294,10 @@ def gaze_eval(model: str | Path | None, atari_head: str | Path, out: str | Path,
     for issue in discovery_issues:
         tqdm.write(f"warning: {issue}")
     if not found:
-        raise FileNotFoundError(f"no trials under {atari_head} match games={games} trials={trials}")
+        if games or trials:
+            raise FileNotFoundError(f"no trials under {atari_head} match games={games} trials={trials}")
+        problems = "; ".join(discovery_issues) or "no complete trials"
+        raise DataError(f"no usable Atari-HEAD trial under {atari_head}: {problems}")
     if model_game is not None:
         from rl_saliency.envs.registry import resolve_game
 

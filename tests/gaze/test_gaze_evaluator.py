@@ -205,3 +205,21 @@ def test_cli_defaults_and_one_line_errors(dataset, tmp_path, capsys):
     assert "unknown saliency method 'nosuch'" in capsys.readouterr().err
     assert main(["gaze-eval", "--model", "none", "--atari-head", str(tmp_path / "absent"), "--out", str(out)]) == 2
     assert "no Atari-HEAD trial at" in capsys.readouterr().err
+
+
+def test_cli_names_unusable_trials_missing_models_and_bad_options(dataset, tmp_path, capsys):
+    # a txt that is not a gaze file: the reason, not "frames without a gaze file" and "match games=None"
+    trial = write_trial(tmp_path / "empty" / "breakout", n_frames=20)
+    trial.with_name(trial.name + ".txt").write_text("")
+    assert main(["gaze-eval", "--model", "none", "--atari-head", str(tmp_path / "empty"), "--out",
+                 str(tmp_path / "o1")]) == 2
+    err = capsys.readouterr().err
+    assert f"{trial}.txt: not an Atari-HEAD gaze file" in err and "frames without a gaze file" not in err
+    assert "no usable Atari-HEAD trial under" in err and "match games=None" not in err
+    # a missing model zip is named as missing, not as a model without a run config.yaml
+    assert main(["gaze-eval", "--model", str(tmp_path / "nope.zip"), "--atari-head", str(dataset), "--out",
+                 str(tmp_path / "o2")]) == 2
+    assert f"model file {tmp_path / 'nope.zip'} does not exist" in capsys.readouterr().err
+    assert main(["gaze-eval", "--model", "none", "--atari-head", str(dataset), "--batch-size", "0", "--out",
+                 str(tmp_path / "o3")]) == 2
+    assert "got --batch-size 0" in capsys.readouterr().err
