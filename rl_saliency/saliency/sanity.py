@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rl_saliency import io
-from rl_saliency.saliency.base import check_observations, get_method
+from rl_saliency.saliency.base import OBS_SHAPE, check_observations, get_method
 from rl_saliency.saliency.methods import policy_outputs
 
 HEADS = ("action_net", "value_net")  # randomised together: the first step removes what the network outputs
@@ -223,6 +223,28 @@ def collect_observations(model: Any, game: str, n_obs: int, seed: int = 0, warmu
     return np.stack(kept[:n_obs]).astype(np.uint8)
 
 
+def _load_observations(path: Path) -> np.ndarray:
+    """A .npy of observations (N >= 1, 4, 84, 84), or a DataError naming the file and what is wrong."""
+    from rl_saliency.errors import DataError
+
+    if not path.is_file():
+        raise DataError(f"observations file {path} does not exist")
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise DataError(f"{path} is not a NumPy .npy file (save observations with numpy.save)")
+    try:
+        obs = np.load(path)
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"cannot read observations from {path} (corrupt or truncated .npy): {err}") from err
+    if obs.ndim != 4 or obs.shape[1:] != OBS_SHAPE:
+        raise DataError(f"{path} holds an array of shape {obs.shape}; expected (N, 4, 84, 84)")
+    if len(obs) == 0:
+        raise DataError(f"{path} holds no observations (shape {obs.shape})")
+    if not np.issubdtype(obs.dtype, np.number) or np.issubdtype(obs.dtype, np.complexfloating):
+        raise DataError(f"{path} holds {obs.dtype} values; expected pixel values 0..255")
+    return obs
+
+
 def run(model_path: str | Path, game: str | None, methods: list[str], out: str | Path, n_obs: int = 16,
         seed: int = 0, method_kwargs: dict[str, dict[str, Any]] | None = None, device: str = "auto",
         observations: str | Path | None = None, overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
@@ -231,29 +253,29 @@ def run(model_path: str | Path, game: str | None, methods: list[str], out: str |
     Resumable: the observations are saved once (``observations.npy``) and methods already in ``sanity.csv``
     from the same settings are not recomputed (``overwrite`` starts afresh).
     """
-    from rl_saliency.errors import DataError
+    from rl_saliency.errors import check_count
     from rl_saliency.evaluate import game_for_model
     from rl_saliency.models import load_model
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    n_obs = check_count(n_obs, "--n-obs")
+    method_kwargs = {name: dict((method_kwargs or {}).get(name, {})) for name in methods}
+    for name in methods:  # unknown names and bad options (--smoothgrad-samples 0, ...) fail before any work
+        get_method(name, **method_kwargs[name])
     game = game_for_model(model_path, game)
     model = load_model(model_path, device=device)
-    method_kwargs = {name: dict((method_kwargs or {}).get(name, {})) for name in methods}
+    for name in methods:  # a method that cannot explain this model (attention without attention) fails now
+        get_method(name, **method_kwargs[name]).attribute(model.policy, np.zeros((1, *OBS_SHAPE), np.uint8))
+    given = _load_observations(Path(observations))[:n_obs] if observations is not None else None
+    out.mkdir(parents=True, exist_ok=True)
     settings = {"model": str(model_path), "game": game, "n_obs": n_obs, "seed": seed,
                 "observations": str(observations) if observations else None}
     settings_path, csv_path, obs_path = out / "sanity.json", out / "sanity.csv", out / "observations.npy"
     previous = json.loads(settings_path.read_text()) if settings_path.exists() else {}
     resumable = (not overwrite and csv_path.exists()
                  and {k: previous.get(k) for k in settings} == settings)
-    if observations is not None:
-        try:
-            obs = np.load(observations)
-        except (OSError, ValueError) as err:
-            raise DataError(f"cannot read observations from {observations}: {err}") from err
-        if obs.ndim != 4 or obs.shape[1:] != (4, 84, 84):
-            raise DataError(f"{observations} holds an array of shape {obs.shape}; expected (N, 4, 84, 84)")
-        obs = obs[:n_obs]
+    if given is not None:
+        obs = given
     elif resumable and obs_path.exists():
         obs = np.load(obs_path)
     else:

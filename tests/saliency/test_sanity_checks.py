@@ -119,3 +119,34 @@ def test_collect_observations_from_the_game():
     assert obs.shape == (3, 4, 84, 84) and obs.dtype == np.uint8
     assert len({o.tobytes() for o in obs}) == 3
     assert get_method("gradient").attribute(model.policy, obs).shape == (3, 84, 84)
+
+
+def test_sanity_cli_bad_counts_files_and_methods_fail_in_one_line_before_writing(tmp_path, capsys):
+    model = tmp_path / "ppo.zip"
+    PPO("CnnPolicy", FakeAtari(), n_steps=8, batch_size=8, device="cpu").save(model)
+    good = tmp_path / "good.npy"
+    np.save(good, np.zeros((2, 4, 84, 84), dtype=np.uint8))
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((0, 4, 84, 84), dtype=np.uint8))
+    text = tmp_path / "text.npy"
+    text.write_text("junk\n")
+    cases = [
+        (["--observations", str(good), "--n-obs", "0"], "--n-obs must be an integer >= 1, got 0"),  # was a numpy error
+        (["--observations", str(good), "--n-obs", "-1"], "--n-obs must be an integer >= 1, got -1"),  # was N-1 silently
+        (["--observations", str(empty)], "holds no observations"),  # was a numpy traceback
+        (["--observations", str(text)], f"{text} is not a NumPy .npy file"),  # was "pickled (object) data"
+        (["--observations", str(tmp_path / "absent.npy")], "observations file"),
+        (["--observations", str(good), "--methods", "attention"], "needs a policy with built-in attention"),
+        (["--observations", str(good), "--methods", "smoothgrad", "--smoothgrad-samples", "0"], "n_samples >= 1"),
+        (["--observations", str(good), "--methods", "perturbation", "--perturbation-stride", "0"], "stride must be"),
+    ]
+    for args, message in cases:
+        out = tmp_path / "out"
+        code = main(["sanity", "--model", str(model), "--game", "breakout", "--methods", "gradient", *args,
+                     "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and "Traceback" not in err, (args, err)
+        assert not out.exists(), args
+    assert main(["sanity", "--model", str(tmp_path / "nope.zip"), "--methods", "gradient", "--out",
+                 str(tmp_path / "o")]) == 2
+    assert f"model file {tmp_path / 'nope.zip'} does not exist" in capsys.readouterr().err
