@@ -46,7 +46,7 @@ from typing import Any
 import yaml
 
 from rl_saliency import io
-from rl_saliency.errors import ClusterError, DataError, SpecError
+from rl_saliency.errors import ClusterError, DataError, OptionError, SpecError, check_count
 
 TASKS_DIR = "tasks"
 PARTIAL_DIR = ".partial"
@@ -59,6 +59,11 @@ TRAIN_KEYS = {"timesteps", "n_envs", "backend", "device", "checkpoint_freq"}
 # arguments the sweep sets itself for each task (not grid options)
 RESERVED = {"model_path", "model", "game", "games", "seed", "out", "progress", "atari_head", "methods"}
 RESOURCE_KEYS = {"num_cpus", "num_gpus", "memory", "resources"}
+# options that are counts, checked when the grid is read (section -> option -> minimum)
+COUNT_OPTIONS = {"train": {"timesteps": 1, "n_envs": 1, "checkpoint_freq": 1},
+                 "evaluate": {"episodes": 1, "n_envs": 1, "max_frames": 1},
+                 "gaze": {"batch_size": 1, "stride": 1, "max_frames": 14}}
+DEVICES = ("auto", "cpu", "cuda")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 # metric columns, in the order the tables list them (others follow alphabetically)
 METRIC_ORDER = ["score", "nss", "auc_judd", "auc_borji", "shuffled_auc", "kl_div", "cc", "sim", "info_gain"]
@@ -197,6 +202,27 @@ def _check_kwargs(func: Callable | None, kwargs: dict[str, Any], what: str, path
         raise SpecError(f"grid {path}: unknown or reserved {what} options {bad}; allowed: {sorted(params)}")
 
 
+def _check_values(section: str, options: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Counts (timesteps, episodes, ...) and choices (backend, device) of a section, checked now rather than in
+    a worker after an hour of training; counts come back as ints (``timesteps: 1.0e7`` -> 10000000)."""
+    from rl_saliency.envs import BACKENDS
+
+    options = dict(options)
+    for key, minimum in COUNT_OPTIONS.get(section, {}).items():
+        if key in options and options[key] is not None:
+            try:
+                options[key] = check_count(options[key], f"{section}.{key}", minimum)
+            except OptionError as err:
+                raise SpecError(f"grid {path}: {err}") from err
+    if "backend" in options and options["backend"] not in BACKENDS:
+        raise SpecError(f"grid {path}: {section}.backend must be one of {', '.join(BACKENDS)}, "
+                        f"got {options['backend']!r}")
+    if "device" in options and options["device"] not in DEVICES:
+        raise SpecError(f"grid {path}: {section}.device must be one of {', '.join(DEVICES)}, "
+                        f"got {options['device']!r}")
+    return options
+
+
 def _optional_attr(module_name: str, attr: str) -> Callable | None:
     import importlib
 
@@ -233,6 +259,13 @@ def _gaze_section(gaze: Any, agents: dict[str, Any], path: Path) -> dict[str, An
                         f"saliency methods, got {agent_methods!r}")
     options = {k: v for k, v in gaze.items() if k not in ("data", "method", "agent_methods")}
     _check_kwargs(_optional_attr("rl_saliency.gaze.evaluator", "gaze_eval"), options, "gaze", path)
+    gaze.update(_check_values("gaze", options, path))
+    known = _optional_attr("rl_saliency.saliency.base", "available_methods")
+    if known is not None:
+        methods = known()
+        bad = sorted({str(m) for m in [gaze.get("method", "attention"), *agent_methods.values()]} - set(methods))
+        if bad:
+            raise SpecError(f"grid {path}: unknown saliency methods {bad} in gaze; available: {', '.join(methods)}")
     return gaze
 
 
@@ -275,10 +308,10 @@ def load_grid(path: str | Path) -> Grid:
     if set(train) - TRAIN_KEYS:
         raise SpecError(f"grid {path}: unknown train options {sorted(set(train) - TRAIN_KEYS)}; "
                         f"allowed: {sorted(TRAIN_KEYS)}")
-    if "timesteps" in train:
-        train["timesteps"] = int(float(train["timesteps"]))
+    train = _check_values("train", train, path)
     evaluate = _section(raw, "evaluate", path)
     _check_kwargs(_optional_attr("rl_saliency.evaluate", "evaluate"), evaluate, "evaluate", path)
+    evaluate = _check_values("evaluate", evaluate, path)
 
     gaze = _gaze_section(raw.get("gaze"), agents, path)
     resources = {"num_cpus": 1, **_section(raw, "resources", path)}

@@ -84,6 +84,15 @@ def test_grid_expands_and_merges_overrides(tmp_path):
     ({"gaze": {"data": "/no/such/atari_head"}}, "gaze data /no/such/atari_head does not exist"),
     ({"gaze": {"data": ".", "agent_methods": {"nature": "gradient"}}}, "agent_methods must map agents"),
     ({"gaze": {"data": ".", "max_frame": 100}}, "unknown or reserved gaze options ['max_frame']"),
+    # values that used to pass the grid check and fail in a worker (or crash the grid read itself)
+    ({"train": {"timesteps": "abc"}}, "train.timesteps must be an integer >= 1, got 'abc'"),  # was a traceback
+    ({"train": {"timesteps": 0}}, "train.timesteps must be an integer >= 1, got 0"),
+    ({"train": {"timesteps": 256, "n_envs": 0}}, "train.n_envs must be an integer >= 1"),
+    ({"train": {"timesteps": 256, "backend": "gym"}}, "train.backend must be one of"),
+    ({"train": {"timesteps": 256, "device": "gpu"}}, "train.device must be one of"),
+    ({"evaluate": {"episodes": 0}}, "evaluate.episodes must be an integer >= 1, got 0"),  # segfaulted the worker
+    ({"gaze": {"data": ".", "method": "nosuch"}}, "unknown saliency methods ['nosuch'] in gaze"),
+    ({"gaze": {"data": ".", "max_frames": 3}}, "gaze.max_frames must be an integer >= 14, got 3"),
 ])
 def test_bad_grids_name_the_problem_and_the_file(tmp_path, change, message):
     path = write_grid(tmp_path, **change)
