@@ -16,10 +16,28 @@ from rl_saliency.train import CONFIG_FILE, MODEL_FILE, train
 def quickstart(out: str | Path = "runs/quickstart", agent: str = "fls_sparse", game: str = "breakout",
                timesteps: int = 50_000, episodes: int = 3, video_steps: int = 400, method: str = "attention",
                n_envs: int = 8, seed: int = 0, progress: bool = True) -> dict:
+    from rl_saliency.agents.spec import load_spec
+    from rl_saliency.envs import resolve_game
+    from rl_saliency.errors import SpecError, check_count
     from rl_saliency.render.video import render_agent
+    from rl_saliency.saliency.base import get_method
+    from rl_saliency.train import read_run_config
 
+    # everything that can be wrong with the options fails now, not after minutes of training
     out = Path(out)
+    spec, game = load_spec(agent), resolve_game(game).name
+    timesteps = check_count(timesteps, "--timesteps")
+    episodes = check_count(episodes, "--episodes")
+    video_steps = check_count(video_steps, "--video-steps")
+    n_envs = check_count(n_envs, "--n-envs")
+    get_method(method)
     resume = (out / CONFIG_FILE).exists()
+    if resume:  # continuing: the folder must hold this agent on this game
+        config = read_run_config(out / CONFIG_FILE)
+        held = (config["spec"].get("name"), config["game"])
+        if held != (spec.name, game):
+            raise SpecError(f"{out} holds a run of {held[0]} on {held[1]}, not {spec.name} on {game}; use another "
+                            f"--out (or --agent {held[0]} --game {held[1]} to continue it)")
     print(f"[1/3] training {agent} on {game} for {timesteps} steps -> {out}")
     train(agent, game=game, timesteps=timesteps, out=out, seed=seed, n_envs=n_envs, resume=resume, device="cpu",
           progress=progress)
@@ -52,6 +70,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    quickstart(args.out, agent=args.agent, game=args.game, timesteps=int(args.timesteps), episodes=args.episodes,
+    quickstart(args.out, agent=args.agent, game=args.game, timesteps=args.timesteps, episodes=args.episodes,
                video_steps=args.video_steps, method=args.method, n_envs=args.n_envs, seed=args.seed)
     return 0
