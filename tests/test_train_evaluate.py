@@ -198,3 +198,15 @@ def test_evaluate_rejects_missing_model_folder_and_bad_counts(trained_run, tmp_p
                           (["--episodes", "1", "--max-frames", "-1"], "--max-frames must be")]:
         assert main(["evaluate", "--model", str(run / "model.zip"), *args]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_output_piped_into_a_closed_reader_is_not_a_traceback(monkeypatch, capsys):
+    class ClosedPipe:  # what `rl-saliency games | head -1` gives once head has exited
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["games"]) == 0
