@@ -140,6 +140,10 @@ def train(spec: AgentSpec | str | Path = DEFAULT_SPEC, game: str = "breakout", t
             raise FileNotFoundError(f"cannot resume: no {CONFIG_FILE} in run folder {run_dir}")
         config = read_run_config(run_dir / CONFIG_FILE)
         spec = spec_from_dict(config["spec"], config.get("spec_path"))
+        if timesteps is not None and int(timesteps) != config["timesteps"]:
+            # the linear schedules are defined on the run's total budget: changing it mid-run would bend them
+            raise SpecError(f"--resume continues {run_dir} to its budget of {config['timesteps']} steps; "
+                            f"--timesteps {int(timesteps)} differs (start a new run for another budget)")
     else:
         spec = spec if isinstance(spec, AgentSpec) else load_spec(spec)
         if hyperparams:

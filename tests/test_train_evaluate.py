@@ -61,6 +61,8 @@ def test_train_writes_run_folder_and_resumes(trained_run):
 
 def test_resume_of_finished_run_trains_nothing(trained_run, capsys):
     run, _ = trained_run
+    assert main(["train", "--resume", "--out", str(run), "--timesteps", "512"]) == 2
+    assert "budget of 256 steps" in capsys.readouterr().err
     before = (run / "model.zip").stat().st_mtime_ns
     assert main(["train", "--resume", "--out", str(run), "--no-progress"]) == 0
     assert (run / "model.zip").stat().st_mtime_ns == before

@@ -343,10 +343,7 @@ def _target(value: str | None) -> str | int | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        get_method(args.method)
-    except ValueError as err:
-        raise SystemExit(f"rl-saliency render: error: {err}") from err
+    get_method(args.method)  # an unknown method fails (OptionError, one line) before any work
     method_kwargs = {} if args.target is None else {"target": _target(args.target)}
     if args.method in ("attention", "centre_bias", "uniform", "intensity"):
         method_kwargs = {}  # these take no target

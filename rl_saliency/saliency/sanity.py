@@ -332,10 +332,7 @@ def _run(args: argparse.Namespace) -> int:
                      "perturbation": {"stride": args.perturbation_stride}}
     method_kwargs = {k: v for k, v in method_kwargs.items() if k in args.methods}
     for name in args.methods:
-        try:
-            get_method(name)  # unknown names fail before any work
-        except ValueError as err:
-            raise SystemExit(f"rl-saliency sanity: error: {err}") from err
+        get_method(name)  # unknown names fail (OptionError, one line) before any work
     table = run(args.model, args.game, args.methods, args.out, n_obs=args.n_obs, seed=args.seed,
                 method_kwargs=method_kwargs, device=args.device, observations=args.observations,
                 overwrite=args.overwrite)

@@ -148,3 +148,10 @@ def test_render_atari_head_bad_trials_fail_clearly(breakout_model, tmp_path, cap
     garbage = write_trial(tmp_path / "garbage" / "breakout", n_frames=20, rows={5: "this,is,garbage"})
     code, err = render(garbage)
     assert code == 0 and "line 6: corrupt row" in err and "Traceback" not in err
+
+
+def test_render_cli_unknown_method_is_one_line_error(tmp_path, capsys):
+    assert main(["render", "--model", str(tmp_path / "m.zip"), "--game", "breakout", "--method", "nope",
+                 "--out", str(tmp_path / "v.mp4")]) == 2
+    assert "unknown saliency method 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "v.mp4").exists()

@@ -97,9 +97,9 @@ def test_sanity_cli_writes_table_and_plot_and_resumes(tmp_path, observations, ca
     assert "perturbation" in capsys.readouterr().out
 
 
-def test_sanity_cli_rejects_unknown_method_and_bad_observations(tmp_path):
-    with pytest.raises(SystemExit, match="unknown saliency method"):
-        main(["sanity", "--model", "m.zip", "--methods", "nope", "--out", str(tmp_path)])
+def test_sanity_cli_rejects_unknown_method_and_bad_observations(tmp_path, capsys):
+    assert main(["sanity", "--model", "m.zip", "--methods", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown saliency method 'nope'" in capsys.readouterr().err
     model = tmp_path / "ppo.zip"
     PPO("CnnPolicy", FakeAtari(), n_steps=8, batch_size=8, device="cpu").save(model)
     bad = tmp_path / "bad.npy"
