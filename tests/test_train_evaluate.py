@@ -212,3 +212,11 @@ def test_output_piped_into_a_closed_reader_is_not_a_traceback(monkeypatch, capsy
 
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["games"]) == 0
+
+
+def test_a2c_spec_trains_through_the_cli(tmp_path):
+    run = tmp_path / "a2c"
+    assert main(["train", "--agent", "a2c", "--game", "breakout", "--timesteps", "64", "--n-envs", "2",
+                 "--set", "n_steps=8", "--no-progress", "--device", "cpu", "--out", str(run)]) == 0
+    model = load_model(run / "model.zip")
+    assert type(model).__name__ == "A2C" and model.num_timesteps == 64
