@@ -13,6 +13,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(path: str | Path):
@@ -23,6 +26,7 @@ def atomic_path(path: str | Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; results should read like any other file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
