@@ -17,6 +17,11 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def default_permissions(path: str | Path) -> None:
+    """mkstemp makes files private (0600); give a result the usual umask-based mode."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path next to ``path``; move it into place only if the block succeeds."""
@@ -26,7 +31,7 @@ def atomic_path(path: str | Path):
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; results should read like any other file
+        default_permissions(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -53,3 +58,13 @@ def write_yaml(path: str | Path, data: Any) -> Path:
 
 def write_csv(path: str | Path, frame: pd.DataFrame, **kwargs: Any) -> Path:
     return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, **kwargs))
+
+
+def read_yaml(path: str | Path, what: str, error: type[Exception]) -> Any:
+    """Parse a YAML file; a syntax error becomes one ``error`` naming ``what``, the file, line and column."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise error(f"{what} {path} is not valid YAML{where}: {getattr(err, 'problem', None) or err}") from err

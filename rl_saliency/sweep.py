@@ -276,12 +276,7 @@ def load_grid(path: str | Path) -> Grid:
     path = Path(path)
     if not path.exists():
         raise SpecError(f"grid file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise SpecError(f"grid {path} is not valid YAML{where}: {getattr(err, 'problem', None) or err}") from err
+    raw = io.read_yaml(path, "grid", SpecError)
     if not isinstance(raw, dict):
         raise SpecError(f"grid {path} must be a mapping with games, agents and seeds")
     unknown = set(raw) - GRID_KEYS

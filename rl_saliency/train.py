@@ -104,12 +104,7 @@ def list_checkpoints(ckpt_dir: Path) -> list[Path]:
 
 def read_run_config(path: Path) -> dict[str, Any]:
     """A run folder's config.yaml, checked for what resuming needs."""
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise DataError(f"run config {path} is not valid YAML{where}: {getattr(err, 'problem', None) or err}") from err
+    config = io.read_yaml(path, "run config", DataError)
     required = ("game", "seed", "timesteps", "n_envs", "backend", "device", "checkpoint_freq", "spec")
     missing = [key for key in required if not isinstance(config, dict) or key not in config]
     if missing:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
+from rl_saliency import io
 from rl_saliency.errors import SpecError
 from rl_saliency.models import ALGOS
 from rl_saliency.paths import AGENTS_DIR
@@ -140,12 +140,7 @@ def available_specs() -> list[str]:
 
 def load_spec(name_or_path: str | Path = DEFAULT_SPEC) -> AgentSpec:
     path = spec_path(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise SpecError(f"agent spec {path} is not valid YAML{where}: {getattr(err, 'problem', None) or err}") from err
+    raw = io.read_yaml(path, "agent spec", SpecError) or {}
     return spec_from_dict(raw, path)
 
 

@@ -97,13 +97,6 @@ def _quiet_stderr() -> Iterator[None]:
             os.close(saved)
 
 
-def _default_permissions(path: Path) -> None:
-    """Temporary files are created private (0600); give the result the usual umask-based mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 class VideoSink:
     """Collect RGB frames into an MP4 (and optionally a GIF); each file appears atomically on ``close``."""
 
@@ -168,8 +161,8 @@ class VideoSink:
             self._writer.release()
         else:
             self._writer.close()
+        io.default_permissions(self._tmp)
         os.replace(self._tmp, self.path)
-        _default_permissions(self.path)
         written = [self.path]
         if self.gif_path is not None:
             from PIL import Image
@@ -178,7 +171,6 @@ class VideoSink:
             with io.atomic_path(self.gif_path) as tmp:
                 images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                                duration=int(round(1000 / self.fps)), loop=0)
-            _default_permissions(self.gif_path)
             written.append(self.gif_path)
         return written
 
