@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "sanity": "rl_saliency.saliency.sanity",
     "sweep": "rl_saliency.sweep",
     "games": "rl_saliency.envs.registry",
+    "zoo": "rl_saliency.agents.zoo",
 }
 
 
@@ -50,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        model = getattr(args, "model", None)
+        if isinstance(model, str) and model.startswith("zoo:"):  # every command's --model takes a zoo name
+            from rl_saliency.agents.zoo import resolve_model
+
+            args.model = str(resolve_model(model))
         result = args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -45,6 +45,9 @@ def evaluate(model_path: str | Path, game: str | None = None, episodes: int = 10
              n_envs: int | None = None, max_frames: int = DEFAULT_MAX_FRAMES, device: str = "auto",
              progress: bool = True) -> dict[str, float]:
     """Play ``episodes`` whole games; returns mean/std/min/max of score and length (emulator frames)."""
+    from rl_saliency.agents.zoo import resolve_model
+
+    model_path = resolve_model(model_path)
     episodes = check_count(episodes, "--episodes")
     n_envs = check_count(n_envs if n_envs is not None else min(episodes, 4), "--n-envs")
     max_frames = check_count(max_frames, "--max-frames")
@@ -112,8 +115,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from rl_saliency.agents.zoo import zoo_name_of
+
     out = args.out
-    if out is None and run_config(args.model) is not None:
+    zoo_name = zoo_name_of(args.model)
+    if out is None and zoo_name:  # never write into the shipped zoo
+        out = Path("runs") / "zoo" / zoo_name / "eval"
+    elif out is None and run_config(args.model) is not None:
         out = Path(args.model).parent / "eval"
     summary = evaluate(args.model, game=args.game, episodes=args.episodes, seed=args.seed, out=out,
                        backend=args.backend, deterministic=args.deterministic, n_envs=args.n_envs,

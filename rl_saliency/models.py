@@ -20,9 +20,15 @@ class ModelLoadError(RuntimeError):
     """A model zip that cannot be used: corrupt, missing classes, or not fitting the game."""
 
 
+def _resolve_zoo(path: str | Path) -> str | Path:
+    from rl_saliency.agents.zoo import resolve_model  # local: the zoo imports errors, which imports this module
+
+    return resolve_model(path)
+
+
 def read_model_data(path: str | Path) -> dict[str, Any]:
     """The JSON ``data`` entry of an SB3 zip, without unpickling anything."""
-    path = Path(path)
+    path = Path(_resolve_zoo(path))
     if not path.exists():
         raise ModelLoadError(f"model file {path} does not exist")
     if path.is_dir():
@@ -62,8 +68,8 @@ def _check_importable(path: Path, data: dict[str, Any]) -> None:
 
 def load_model(path: str | Path, algo: str | None = None, device: str = "auto",
                custom_objects: dict[str, Any] | None = None) -> BaseAlgorithm:
-    """Load a model zip, choosing the algorithm from its contents unless ``algo`` is given."""
-    path = Path(path)
+    """Load a model zip (or ``zoo:<name>``), choosing the algorithm from its contents unless ``algo`` is given."""
+    path = Path(_resolve_zoo(path))
     data = read_model_data(path)
     algo = (algo or detect_algo(data)).lower()
     if algo not in ALGOS:

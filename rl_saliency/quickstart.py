@@ -1,75 +1,147 @@
-"""``rl-saliency quickstart``: the main job on built-in defaults, end to end on a CPU.
+"""``rl-saliency quickstart``: the main job on built-in defaults, end to end on a CPU in a couple of minutes.
 
-Trains a Sparse Free-Lunch-Saliency agent on Breakout for a short budget, evaluates it on whole games,
-and renders a video of its attention over the game. Running it again continues where it stopped.
+Takes the zoo's trained Sparse FLS Ms. Pac-Man agent, evaluates it on whole games, scores its attention and a
+post-hoc method against real human gaze (the Atari-HEAD excerpt shipped in ``data/``, with the baselines), and
+renders its attention beside where the player looked. ``--train`` trains a new agent first instead.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from rl_saliency.evaluate import evaluate, format_summary
-from rl_saliency.train import CONFIG_FILE, MODEL_FILE, train
+from rl_saliency.paths import PROJECT_ROOT
+
+DEFAULT_MODEL = "zoo:fls_sparse-ms_pacman"
+EXCERPT = PROJECT_ROOT / "data" / "atari_head_excerpt"
 
 
-def quickstart(out: str | Path = "runs/quickstart", agent: str = "fls_sparse", game: str = "breakout",
-               timesteps: int = 50_000, episodes: int = 3, video_steps: int = 400, method: str = "attention",
-               n_envs: int = 8, seed: int = 0, progress: bool = True) -> dict:
+def quickstart(out: str | Path = "runs/quickstart", model: str = DEFAULT_MODEL,
+               atari_head: str | Path | None = EXCERPT, methods: tuple[str, ...] = ("attention", "gradient"),
+               episodes: int = 3, video_steps: int = 300, gif: bool = True, train_agent: bool = False,
+               agent: str = "fls_sparse", game: str = "ms_pacman", timesteps: int = 50_000, n_envs: int = 8,
+               seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Evaluate, gaze-evaluate and render one agent; with ``train_agent``, train ``agent`` on ``game`` first."""
     from rl_saliency.agents.spec import load_spec
     from rl_saliency.envs import resolve_game
-    from rl_saliency.errors import SpecError, check_count
-    from rl_saliency.render.video import render_agent
+    from rl_saliency.errors import OptionError, SpecError, check_count
+    from rl_saliency.evaluate import evaluate, format_summary, game_for_model
+    from rl_saliency.models import load_model
     from rl_saliency.saliency.base import get_method
-    from rl_saliency.train import read_run_config
+    from rl_saliency.train import CONFIG_FILE, MODEL_FILE, read_run_config, train
 
-    # everything that can be wrong with the options fails now, not after minutes of training
+    # everything that can be wrong with the options fails now, not after minutes of work
     out = Path(out)
-    spec, game = load_spec(agent), resolve_game(game).name
-    timesteps = check_count(timesteps, "--timesteps")
     episodes = check_count(episodes, "--episodes")
     video_steps = check_count(video_steps, "--video-steps")
-    n_envs = check_count(n_envs, "--n-envs")
-    get_method(method)
-    resume = (out / CONFIG_FILE).exists()
-    if resume:  # continuing: the folder must hold this agent on this game
-        config = read_run_config(out / CONFIG_FILE)
-        held = (config["spec"].get("name"), config["game"])
-        if held != (spec.name, game):
-            raise SpecError(f"{out} holds a run of {held[0]} on {held[1]}, not {spec.name} on {game}; use another "
-                            f"--out (or --agent {held[0]} --game {held[1]} to continue it)")
-    print(f"[1/3] training {agent} on {game} for {timesteps} steps -> {out}")
-    train(agent, game=game, timesteps=timesteps, out=out, seed=seed, n_envs=n_envs, resume=resume, device="cpu",
-          progress=progress)
-    print(f"[2/3] evaluating on {episodes} whole games")
-    summary = evaluate(out / MODEL_FILE, episodes=episodes, seed=seed, out=out / "eval", device="cpu",
+    for method in methods:
+        get_method(method)
+    if atari_head is not None and not Path(atari_head).exists():
+        raise OptionError(f"--atari-head {atari_head} does not exist")
+    steps = 4 if train_agent else 3
+    if train_agent:
+        spec, game = load_spec(agent), resolve_game(game).name
+        timesteps = check_count(timesteps, "--timesteps")
+        n_envs = check_count(n_envs, "--n-envs")
+        run = out / "agent"
+        resume = (run / CONFIG_FILE).exists()
+        if resume:  # continuing: the folder must hold this agent on this game
+            config = read_run_config(run / CONFIG_FILE)
+            held = (config["spec"].get("name"), config["game"])
+            if held != (spec.name, game):
+                raise SpecError(f"{run} holds a run of {held[0]} on {held[1]}, not {spec.name} on {game}; use "
+                                f"another --out (or --agent {held[0]} --game {held[1]} to continue it)")
+        print(f"[1/{steps}] training {agent} on {game} for {timesteps} steps -> {run}")
+        train(agent, game=game, timesteps=timesteps, out=run, seed=seed, n_envs=n_envs, resume=resume,
+              device="cpu", progress=progress)
+        model_path = run / MODEL_FILE
+    else:
+        from rl_saliency.agents.zoo import resolve_model
+
+        model_path = Path(resolve_model(model))
+    game = game_for_model(model_path, None)
+    policy = load_model(model_path, device="cpu").policy
+    from rl_saliency.render.video import probe_method
+
+    usable = []
+    for method in methods:  # a plain CNN has no attention: say so and go on with the others
+        try:
+            probe_method(get_method(method), method, policy)
+            usable.append(method)
+        except OptionError as err:
+            print(f"note: {err}")
+    step = steps - 2
+    print(f"[{step}/{steps}] evaluating {model} on {episodes} whole games of {game}")
+    summary = evaluate(model_path, episodes=episodes, seed=seed, out=out / "eval", device="cpu",
                        progress=progress, max_frames=20_000)
     print(format_summary(summary))
-    print(f"[3/3] rendering {video_steps} steps of {method} saliency")
-    video = render_agent(out / MODEL_FILE, method=method, steps=video_steps, out=out / f"{method}.mp4",
-                         seed=seed, device="cpu", progress=progress)
+    result: dict[str, Any] = {"model": str(model_path), "evaluation": summary}
+    trial = _excerpt_trial(atari_head, game)
+    if trial is None:
+        print(f"[{step + 1}/{steps}] no Atari-HEAD trial of {game} under {atari_head}: rendering the agent instead")
+        from rl_saliency.render.video import render_agent
+
+        video = render_agent(model_path, method=usable[0], steps=video_steps, out=out / f"{usable[0]}.mp4",
+                             gif=gif, seed=seed, device="cpu", progress=progress)
+    else:
+        from rl_saliency.gaze.evaluator import format_table, gaze_eval
+        from rl_saliency.render.replay import render_trial
+
+        print(f"[{step + 1}/{steps}] scoring {', '.join(usable)} against human gaze ({trial.name})")
+        tables = gaze_eval(model_path, trial, out / "gaze", methods=usable, device="cpu", progress=progress)
+        print(format_table(tables["per_game"], tables["per_trial"]))
+        result["gaze"] = tables["per_game"]
+        print(f"[{steps}/{steps}] rendering {usable[0]} beside the human gaze")
+        video = render_trial(model_path, trial, method=usable[0], steps=video_steps,
+                             out=out / f"{usable[0]}_vs_human.mp4", gif=gif, device="cpu", progress=progress)
     print(f"video: {', '.join(video['paths'])} ({video['frames']} frames, {video['fps']:.0f} frames/s)")
-    return {"run": str(out), "evaluation": summary, "video": video}
+    result["video"] = video
+    return result
+
+
+def _excerpt_trial(atari_head: str | Path | None, game: str) -> Path | None:
+    """The first trial of ``game`` under ``atari_head`` (its txt path), or None."""
+    if atari_head is None:
+        return None
+    from rl_saliency.errors import DataError
+    from rl_saliency.gaze.data import find_trials
+
+    try:
+        found, _ = find_trials(atari_head, games=[game])
+    except (FileNotFoundError, DataError):  # no trial of this game there
+        return None
+    return found[0].txt if found else None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "quickstart", help="train, evaluate and render an FLS agent on built-in defaults (a few CPU minutes)",
-        description=__doc__.splitlines()[2].strip() + " Running it again continues where it stopped.",
-        epilog="example: rl-saliency quickstart --game pong --timesteps 100000 --out runs/pong_quickstart")
-    parser.add_argument("--out", default="runs/quickstart")
-    parser.add_argument("--agent", default="fls_sparse", help="agent spec (default: fls_sparse)")
-    parser.add_argument("--game", default="breakout")
-    parser.add_argument("--timesteps", type=float, default=50_000)
-    parser.add_argument("--episodes", type=int, default=3, help="games to evaluate")
-    parser.add_argument("--video-steps", type=int, default=400)
-    parser.add_argument("--method", default="attention", help="saliency method for the video")
-    parser.add_argument("--n-envs", type=int, default=8)
+        "quickstart", help="a trained agent's scores, its saliency against human gaze, and a video (CPU minutes)",
+        description=__doc__.split("\n\n", 1)[1].replace("\n", " "),
+        epilog="examples: rl-saliency quickstart | rl-saliency quickstart --model zoo:nature-ms_pacman "
+               "--methods gradient gradcam | rl-saliency quickstart --train --game breakout --timesteps 200000 "
+               "--out runs/breakout_quickstart")
+    parser.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
+    parser.add_argument("--model", dest="agent_model", default=DEFAULT_MODEL,
+                        help=f"model zip or zoo name (default: {DEFAULT_MODEL})")
+    parser.add_argument("--atari-head", default=str(EXCERPT),
+                        help="Atari-HEAD folder for the gaze comparison (default: the excerpt in data/)")
+    parser.add_argument("--methods", nargs="+", default=["attention", "gradient"],
+                        help="saliency methods to score (default: attention gradient); the first is rendered")
+    parser.add_argument("--episodes", type=int, default=3, help="whole games to evaluate (default: 3)")
+    parser.add_argument("--video-steps", type=int, default=300, help="frames of the video (default: 300)")
+    parser.add_argument("--no-gif", action="store_true", help="write the MP4 only")
+    parser.add_argument("--train", action="store_true", help="train a new agent first (--agent, --game, ...)")
+    parser.add_argument("--agent", default="fls_sparse", help="with --train: agent spec (default: fls_sparse)")
+    parser.add_argument("--game", default="ms_pacman", help="with --train: game (default: ms_pacman)")
+    parser.add_argument("--timesteps", type=float, default=50_000, help="with --train: agent steps")
+    parser.add_argument("--n-envs", type=int, default=8, help="with --train: parallel envs")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    quickstart(args.out, agent=args.agent, game=args.game, timesteps=args.timesteps, episodes=args.episodes,
-               video_steps=args.video_steps, method=args.method, n_envs=args.n_envs, seed=args.seed)
+    quickstart(args.out, model=args.agent_model, atari_head=args.atari_head, methods=tuple(args.methods),
+               episodes=args.episodes, video_steps=args.video_steps, gif=not args.no_gif, train_agent=args.train,
+               agent=args.agent, game=args.game, timesteps=args.timesteps, n_envs=args.n_envs, seed=args.seed)
     return 0
