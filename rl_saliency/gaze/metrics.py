@@ -3,11 +3,16 @@
 Notation: ``saliency`` S is any map >= 0, ``fixation_counts`` F holds how many gaze samples fell on each
 pixel, ``gaze_density`` G is F blurred with a Gaussian. All maps of one call have the same 2-D shape.
 Each metric takes 2-D maps and returns a float; ``*_batch`` forms take stacks ``(N, h, w)`` and return
-``(N,)``. A metric that is undefined for an input (no fixation, no negative) is NaN, so that means over
-observations can skip it.
+``(N,)``. A metric that is undefined for an input (no fixation, no negative, a saliency map with NaN or inf)
+is NaN, so that means over observations can skip it (and count what they skipped).
 
 Conventions: a constant saliency map carries no information: NSS 0, every AUC 0.5, CC 0; in KL, SIM and
-IG it is a uniform density.
+IG it is a uniform density. (The FLS reference skips NSS and shuffled AUC on such maps instead; a map that
+tells nothing about a frame is scored at chance here rather than left out of the mean.)
+
+Ties: every rank metric gives tied saliency values their expected score under a random order, which is what
+the MIT code's tiny random jitter gives on average: AUC-Judd by the rule in ``auc_judd``, shuffled AUC by
+counting ties half (Mann-Whitney), AUC-Borji by thresholding positives and negatives alike (``>=``).
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ def nss(saliency: np.ndarray, fixation_counts: np.ndarray) -> float:
     """Normalised scanpath saliency: mean z-score of S over fixations, weighted by their counts."""
     s, f = _as2d(saliency, "saliency"), _as2d(fixation_counts, "fixation_counts")
     _check_same(s, f)
-    if f.sum() <= 0:
+    if f.sum() <= 0 or not np.isfinite(s).all():
         return float("nan")
     if _is_constant(s):
         return 0.0
@@ -69,25 +74,36 @@ def nss(saliency: np.ndarray, fixation_counts: np.ndarray) -> float:
 
 
 def auc_judd(saliency: np.ndarray, fixation_counts: np.ndarray) -> float:
-    """AUC-Judd: thresholds at the saliency of each fixated pixel (once each), negatives = all other pixels."""
+    """AUC-Judd: thresholds at the saliency of each fixated pixel (once each), negatives = all other pixels.
+
+    Ties are given the expectation of the MIT code's random jitter: of ``P`` fixated pixels that share a value
+    with ``Q`` non-fixated ones, the ``j``-th (in the jittered order) has the non-fixated pixels strictly above
+    it plus ``j Q / (P + 1)`` of the tied ones above it on average; the area is linear in those counts, so this
+    is the jittered AUC's mean, without randomness. (Counting every tied pixel as above, as the plain formula
+    does, makes the false-positive rate run backwards on a plateau and the trapezoid subtract area.)"""
     s, f = _as2d(saliency, "saliency"), _as2d(fixation_counts, "fixation_counts")
     _check_same(s, f)
     fixated = f > 0
     n_fix, n_pix = int(fixated.sum()), s.size
-    if n_fix == 0 or n_fix == n_pix:
+    if n_fix == 0 or n_fix == n_pix or not np.isfinite(s).all():
         return float("nan")
     if _is_constant(s):
         return 0.5
     s = _min_max(s)
-    thresholds = np.sort(s[fixated])[::-1]
-    flat = s.ravel()
-    if n_fix <= 256:  # few thresholds (the usual case): comparing beats sorting the whole map
-        above = (flat[None, :] >= thresholds[:, None]).sum(axis=1)  # #{S >= t}
-    else:
-        above = n_pix - np.searchsorted(np.sort(flat), thresholds, side="left")
-    i = np.arange(1, n_fix + 1)
-    tp = np.concatenate([[0.0], i / n_fix, [1.0]])
-    fp = np.concatenate([[0.0], (above - i) / (n_pix - n_fix), [1.0]])
+    n_neg = n_pix - n_fix
+    thresholds = np.sort(s[fixated])[::-1]  # descending: the i-th threshold gives tp = i / n_fix
+    negatives = np.sort(s[~fixated])
+    first_tied = np.searchsorted(negatives, thresholds, side="left")
+    past_tied = np.searchsorted(negatives, thresholds, side="right")
+    above, tied = n_neg - past_tied, past_tied - first_tied
+    # rank j (1-based) of each threshold within its run of equal fixated values, and the run's length P
+    starts = np.flatnonzero(np.concatenate([[True], thresholds[1:] != thresholds[:-1]]))
+    run = np.cumsum(np.concatenate([[True], thresholds[1:] != thresholds[:-1]])) - 1
+    lengths = np.diff(np.concatenate([starts, [n_fix]]))
+    j = np.arange(n_fix) - starts[run] + 1
+    expected_above = above + tied * j / (lengths[run] + 1)
+    tp = np.concatenate([[0.0], np.arange(1, n_fix + 1) / n_fix, [1.0]])
+    fp = np.concatenate([[0.0], expected_above / n_neg, [1.0]])
     return float(np.trapezoid(tp, fp))
 
 
@@ -98,7 +114,7 @@ def auc_borji(saliency: np.ndarray, fixation_counts: np.ndarray, rng: np.random.
     _check_same(s, f)
     fixated = f > 0
     n_fix = int(fixated.sum())
-    if n_fix == 0:
+    if n_fix == 0 or not np.isfinite(s).all():
         return float("nan")
     if _is_constant(s):
         return 0.5
@@ -129,7 +145,7 @@ def shuffled_auc(saliency: np.ndarray, fixation_counts: np.ndarray, other_fixati
     s, f = _as2d(saliency, "saliency"), _as2d(fixation_counts, "fixation_counts")
     o = _as2d(other_fixation_counts, "other_fixation_counts")
     _check_same(s, f, o)
-    if f.sum() <= 0 or o.sum() <= 0:
+    if f.sum() <= 0 or o.sum() <= 0 or not np.isfinite(s).all():
         return float("nan")
     if _is_constant(s):
         return 0.5
@@ -141,7 +157,7 @@ def kl_div(saliency: np.ndarray, gaze_density: np.ndarray) -> float:
     """KL(G || S) in nats, both normalised to sum 1 (lower is better)."""
     s, g = _as2d(saliency, "saliency"), _as2d(gaze_density, "gaze_density")
     _check_same(s, g)
-    if g.sum() <= 0:
+    if g.sum() <= 0 or not np.isfinite(s).all():
         return float("nan")
     p, q = _to_density(g), _to_density(np.ones_like(s) if _is_constant(s) else s)
     nz = p > 0  # terms with p = 0 are 0
@@ -152,7 +168,7 @@ def cc(saliency: np.ndarray, gaze_density: np.ndarray) -> float:
     """Pearson correlation between S and G."""
     s, g = _as2d(saliency, "saliency"), _as2d(gaze_density, "gaze_density")
     _check_same(s, g)
-    if g.sum() <= 0:
+    if g.sum() <= 0 or not np.isfinite(s).all():
         return float("nan")
     if _is_constant(s) or _is_constant(g):
         return 0.0
@@ -164,7 +180,7 @@ def sim(saliency: np.ndarray, gaze_density: np.ndarray) -> float:
     """Similarity (histogram intersection) of the min-max-normalised, sum-normalised maps."""
     s, g = _as2d(saliency, "saliency"), _as2d(gaze_density, "gaze_density")
     _check_same(s, g)
-    if g.sum() <= 0:
+    if g.sum() <= 0 or not np.isfinite(s).all():
         return float("nan")
     return float(np.minimum(_to_density(_min_max(s)), _to_density(_min_max(g))).sum())
 
@@ -174,7 +190,7 @@ def info_gain(saliency: np.ndarray, baseline: np.ndarray, fixation_counts: np.nd
     s, b = _as2d(saliency, "saliency"), _as2d(baseline, "baseline")
     f = _as2d(fixation_counts, "fixation_counts")
     _check_same(s, b, f)
-    if f.sum() <= 0:
+    if f.sum() <= 0 or not np.isfinite(s).all():
         return float("nan")
     p, q = _to_density(_min_max(s)), _to_density(_min_max(b))
     gain = np.log2(EPS + p) - np.log2(EPS + q)
@@ -195,6 +211,10 @@ def _per_map(fn: Callable[..., float], *stacks: np.ndarray, **kwargs) -> np.ndar
     if any(len(s) != n for s in stacks):
         raise ValueError(f"batches must have the same length, got {[len(s) for s in stacks]}")
     return np.array([fn(*(s[k] for s in stacks), **kwargs) for k in range(n)], dtype=np.float64)
+
+
+def _finite_rows(s: np.ndarray) -> np.ndarray:
+    return np.isfinite(s.reshape(len(s), -1)).all(axis=1)
 
 
 def _constant_rows(s: np.ndarray) -> np.ndarray:
@@ -235,7 +255,7 @@ def nss_batch(saliency: np.ndarray, fixation_counts: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         out = (f * z).sum(axis=axes) / total
     out[const] = 0.0
-    out[total <= 0] = np.nan
+    out[(total <= 0) | ~_finite_rows(s)] = np.nan
     return out
 
 
@@ -248,7 +268,7 @@ def cc_batch(saliency: np.ndarray, gaze_density: np.ndarray) -> np.ndarray:
     zg = (g - g.mean(axis=axes, keepdims=True)) / np.where(const[:, None, None], 1.0, g.std(axis=axes, keepdims=True))
     out = (zs * zg).mean(axis=axes)
     out[const] = 0.0
-    out[g.sum(axis=axes) <= 0] = np.nan
+    out[(g.sum(axis=axes) <= 0) | ~_finite_rows(s)] = np.nan
     return out
 
 
@@ -260,7 +280,7 @@ def kl_div_batch(saliency: np.ndarray, gaze_density: np.ndarray) -> np.ndarray:
     nz = p > 0  # terms with p = 0 are 0: the blurred gaze covers a small part of the frame
     terms[nz] = p[nz] * np.log(EPS + p[nz] / (q[nz] + EPS))
     out = terms.sum(axis=(1, 2))
-    out[g.sum(axis=(1, 2)) <= 0] = np.nan
+    out[(g.sum(axis=(1, 2)) <= 0) | ~_finite_rows(s)] = np.nan
     return out
 
 
@@ -268,7 +288,7 @@ def sim_batch(saliency: np.ndarray, gaze_density: np.ndarray) -> np.ndarray:
     s, g = _as3d(saliency, "saliency"), _as3d(gaze_density, "gaze_density")
     _check_same(s, g)
     out = np.minimum(_densities(s, min_max=True), _densities(g, min_max=True)).sum(axis=(1, 2))
-    out[g.sum(axis=(1, 2)) <= 0] = np.nan
+    out[(g.sum(axis=(1, 2)) <= 0) | ~_finite_rows(s)] = np.nan
     return out
 
 
@@ -283,7 +303,7 @@ def info_gain_batch(saliency: np.ndarray, baseline: np.ndarray, fixation_counts:
     total = f.sum(axis=(1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         out = (f * gain).sum(axis=(1, 2)) / total
-    out[total <= 0] = np.nan
+    out[(total <= 0) | ~_finite_rows(s)] = np.nan
     return out
 
 
