@@ -160,7 +160,7 @@ def test_cli_resumes_finished_trials_and_refuses_other_configs(dataset, tmp_path
     assert finished.stat().st_mtime_ns == stamp  # not recomputed
     pd.testing.assert_frame_equal(pd.read_csv(out / "per_trial.csv"), before)  # same seeds, same numbers
     assert main([*args[:-2], "--stride", "4", "--out", str(out)]) == 2  # another configuration: one-line error
-    assert "another configuration (differs in stride)" in capsys.readouterr().err
+    assert "another configuration (differs in protocol stride)" in capsys.readouterr().err
     with pytest.raises(DataError, match="another configuration"):
         E.gaze_eval(None, dataset, out, methods=["uniform"], games=["ms_pacman"], progress=False)
     result = E.gaze_eval(None, dataset, out, methods=["intensity"], games=["ms_pacman"], progress=False)
@@ -175,7 +175,8 @@ def test_resolution_210_and_stride(dataset, tmp_path):
     assert sorted(set(obs["frame_index"])) == list(range(14, N + 1, 4))
     assert (obs[obs["method"] == "uniform"]["auc_judd"] == 0.5).all()
     printed = E.format_table(result["per_game"], result["per_trial"]).splitlines()
-    assert len(printed) == 2 + 3 + 1 and "over observations (one trial per game)" in printed[-1]
+    assert printed[0].startswith("protocol default+resolution=210+stride=4: 210x160")
+    assert len(printed) == 1 + 2 + 3 + 1 and "over observations (one trial per game)" in printed[-1]
     assert "over trials" in E.format_table(result["per_game"])
 
 
@@ -223,3 +224,167 @@ def test_cli_names_unusable_trials_missing_models_and_bad_options(dataset, tmp_p
     assert main(["gaze-eval", "--model", "none", "--atari-head", str(dataset), "--batch-size", "0", "--out",
                  str(tmp_path / "o3")]) == 2
     assert "got --batch-size 0" in capsys.readouterr().err
+
+
+def test_paper_protocol_preset_and_its_record_everywhere(dataset, tmp_path, capsys):
+    """--protocol paper: 210x160, an observation every 4 raw frames at the decision points from the trial's
+    first frame (1-based 1 + 4k), the protocol named in run.json, every trial json, every table and printout."""
+    out = tmp_path / "paper"
+    assert main(["gaze-eval", "--model", "none", "--atari-head", str(dataset / "breakout"), "--protocol", "paper",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "protocol paper: 210x160 (maps resized bilinearly), stride 4 from the trial's first frame" in printed
+    run = json.loads((out / "run.json").read_text())
+    assert run["protocol"]["resolution"] == 210 and run["protocol"]["stride"] == 4 and run["protocol_label"] == "paper"
+    summary = json.loads((out / "trials" / "breakout" / "102_XX_1234_Jan-03-00-00-00.json").read_text())
+    assert summary["protocol"] == run["protocol"] and summary["fingerprint"]["protocol"] == run["protocol"]
+    for table in ("per_trial.csv", "per_game.csv"):
+        assert set(pd.read_csv(out / table)["protocol"]) == {"paper"}
+    obs = pd.read_parquet(out / "trials" / "breakout" / "102_XX_1234_Jan-03-00-00-00.parquet")
+    assert sorted(set(obs["frame_index"])) == [17, 21, 25, 29, 33, 37, 41] and set(obs["protocol"]) == {"paper"}
+    # counts at frame pixels: the 8 covered frames' 6 on-screen samples each (the synthetic gaze is on screen)
+    assert (obs["n_fixations"] == 48).all()
+    # an explicit --stride changes the label: no table claims the preset it did not follow
+    result = E.gaze_eval(None, dataset / "breakout", tmp_path / "p1", methods=[], protocol="paper", stride=1,
+                         progress=False)
+    assert set(result["per_game"]["protocol"]) == {"paper+stride=1"}
+    assert E.format_table(result["per_game"]).startswith("protocol paper+stride=1: 210x160")
+
+
+POWER = {"value": 1.0}
+
+
+class Powered:
+    """A method on the contract with an option that lives on the instance (part of the fingerprint)."""
+
+    name = "test_powered"
+
+    def __init__(self):
+        self.power = POWER["value"]
+
+    def attribute(self, policy, observations, **_):
+        return (observations[:, -1].astype(np.float32) + 1.0) ** self.power
+
+
+@pytest.fixture()
+def powered():
+    from rl_saliency.saliency import base
+
+    register("test_powered")(Powered)
+    POWER["value"] = 1.0
+    yield
+    base._REGISTRY.pop("test_powered", None)
+
+
+def _other_model(path, seed):
+    """A second untrained Sparse FLS Ms. Pac-Man PPO (other weights), saved at ``path``."""
+    from stable_baselines3 import PPO
+
+    from rl_saliency.agents import SparseFLS
+    from rl_saliency.envs import make_atari_vec_env
+
+    venv = make_atari_vec_env("ms_pacman", n_envs=1, backend="sb3")
+    PPO("CnnPolicy", venv, n_steps=8, batch_size=8, device="cpu", seed=seed,
+        policy_kwargs={"features_extractor_class": SparseFLS}).save(path)
+    venv.close()
+
+
+def _said(capsys) -> str:
+    captured = capsys.readouterr()
+    return captured.out + captured.err
+
+
+def test_resume_keys_on_content_model_methods_version(dataset, tmp_path, model_zip, powered, monkeypatch, capsys):
+    """Issue 14 item 2: the same --out, the same options, but another model file at the same path, another
+    method option or another package version: the trial is recomputed (was: the old numbers, without a word)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(model_zip.parent, run)
+    model, out = run / "model.zip", tmp_path / "out"
+    kwargs = {"methods": ["attention", "test_powered"], "trials": ["100"], "stride": 3, "progress": False}
+    first = E.gaze_eval(model, dataset / "ms_pacman", out, **kwargs)["per_trial"].set_index("method")
+    parquet = out / "trials" / "ms_pacman" / "100_XX_1234_Jan-01-00-00-00.parquet"
+    stamp = parquet.stat().st_mtime_ns
+    E.gaze_eval(model, dataset / "ms_pacman", out, **kwargs)
+    assert parquet.stat().st_mtime_ns == stamp  # nothing changed: reused
+    _other_model(tmp_path / "other.zip", seed=3)
+    shutil.copy(tmp_path / "other.zip", model)  # same path, other weights
+    swapped = E.gaze_eval(model, dataset / "ms_pacman", out, **kwargs)["per_trial"].set_index("method")
+    assert "recomputing trial 100_XX_1234_Jan-01-00-00-00: model changed" in _said(capsys)
+    fresh = E.gaze_eval(model, dataset / "ms_pacman", tmp_path / "fresh", **kwargs)["per_trial"].set_index("method")
+    assert swapped.loc["attention", "nss_mean"] == pytest.approx(fresh.loc["attention", "nss_mean"], abs=1e-12)
+    assert swapped.loc["attention", "nss_mean"] != pytest.approx(first.loc["attention", "nss_mean"], abs=1e-6)
+    POWER["value"] = 3.0  # another option of a method: its maps change
+    powered3 = E.gaze_eval(model, dataset / "ms_pacman", out, **kwargs)["per_trial"].set_index("method")
+    assert "methods changed" in _said(capsys)
+    assert powered3.loc["test_powered", "nss_mean"] != pytest.approx(swapped.loc["test_powered", "nss_mean"])
+    monkeypatch.setattr(E, "__version__", "999.0")
+    E.gaze_eval(model, dataset / "ms_pacman", out, **kwargs)
+    assert "version changed" in _said(capsys)
+
+
+def test_repaired_tar_is_recomputed_and_an_empty_trial_is_never_finished(tmp_path, capsys):
+    """A truncated tar scored, then repaired: the rerun scores every observation (was: the truncated count). A
+    trial without one usable frame is not finished and never leaves a 0-byte table."""
+    root = tmp_path / "atari_head"
+    write_trial(root / "breakout", N, name="102_XX_1234_Jan-03-00-00-00", members=list(range(1, 30)))
+    out = tmp_path / "out"
+    assert main(["gaze-eval", "--model", "none", "--atari-head", str(root), "--out", str(out)]) == 0
+    assert pd.read_csv(out / "per_trial.csv")["observations"].max() == 16  # observations 14..29
+    write_trial(root / "breakout", N, name="102_XX_1234_Jan-03-00-00-00")  # repaired
+    capsys.readouterr()
+    assert main(["gaze-eval", "--model", "none", "--atari-head", str(root), "--out", str(out)]) == 0
+    assert "files changed" in _said(capsys)
+    assert (pd.read_csv(out / "per_trial.csv")["observations"] == N - 13).all()
+
+    empty = tmp_path / "empty"
+    write_trial(empty / "breakout", N, name="103_XX_1234_Jan-04-00-00-00", members=[])  # a tar without frames
+    assert main(["gaze-eval", "--model", "none", "--atari-head", str(empty), "--out", str(tmp_path / "e")]) == 2
+    err = _said(capsys)
+    assert "no usable observation in any trial (103_XX_1234_Jan-04-00-00-00: 31 planned" in err
+    assert not (tmp_path / "e" / "per_trial.csv").exists() and not (tmp_path / "e" / "per_game.csv").exists()
+    summary = json.loads((tmp_path / "e" / "trials" / "breakout" / "103_XX_1234_Jan-04-00-00-00.json").read_text())
+    assert summary["finished"] is False
+    # beside a usable trial: the tables hold the usable one; the empty one is tried again on the next run
+    write_trial(empty / "breakout", N, name="104_XX_1234_Jan-05-00-00-00")
+    assert main(["gaze-eval", "--model", "none", "--atari-head", str(empty), "--out", str(tmp_path / "e")]) == 0
+    per_trial = pd.read_csv(tmp_path / "e" / "per_trial.csv")
+    assert set(per_trial["trial"]) == {"104_XX_1234_Jan-05-00-00-00"}
+    assert len(pd.read_csv(tmp_path / "e" / "per_game.csv")) == 3
+    assert "103_XX_1234_Jan-04-00-00-00: no usable observation" in _said(capsys)
+    main(["gaze-eval", "--model", "none", "--atari-head", str(empty), "--out", str(tmp_path / "e")])
+    assert "recomputing trial 103_XX_1234_Jan-04-00-00-00: it had no usable observation" in _said(capsys)
+
+
+def test_counts_name_only_observations_each_metric_was_defined_for(tmp_path, capsys):
+    """Issue 14 item 8: frames whose gaze is all off-screen leave the metrics undefined there; per_trial counts,
+    per metric, the observations it was defined for, and says how many were not and why."""
+    root = tmp_path / "atari_head"
+    offscreen = {k: f"{SUBJECT}_{k},0,0,50,0,3,-5.00,250.00,170.00,-3.00" for k in range(1, 26)}
+    write_trial(root / "breakout", N, name="102_XX_1234_Jan-03-00-00-00", rows=offscreen)
+    out = tmp_path / "out"
+    assert main(["gaze-eval", "--model", "none", "--atari-head", str(root), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    per_trial = pd.read_csv(out / "per_trial.csv").set_index("method")
+    undefined = 25 - 13  # observations 14..25 cover off-screen gaze only
+    row = per_trial.loc["intensity"]
+    assert row["observations"] == N - 13 and row["nss_n"] == N - 13 - undefined
+    assert row["auc_judd_n"] == row["kl_div_n"] == N - 13 - undefined
+    assert f"nss {undefined} (gaze off-screen {undefined})" in row["undefined"]
+    assert f"undefined: breakout 102_XX_1234_Jan-03-00-00-00 intensity: nss {undefined}" in printed
+    summary = json.loads((out / "trials" / "breakout" / "102_XX_1234_Jan-03-00-00-00.json").read_text())
+    assert summary["undefined"]["intensity"]["cc"] == {"gaze off-screen": undefined}
+    per_game = pd.read_csv(out / "per_game.csv").set_index("method")
+    assert per_game.loc["intensity", "nss_n"] == N - 13 - undefined
+    # the reference's KL skip, kept as a measuring option: its frames are named as such
+    from dataclasses import replace
+
+    from rl_saliency.gaze.protocol import DEFAULT
+
+    quirk = replace(DEFAULT, kl_skip_zero_near_gaze=True)
+    result = E.gaze_eval(None, root, tmp_path / "q", methods=[], protocol=quirk, progress=False)
+    cb = result["per_trial"].set_index("method")
+    assert "map ~0 near gaze" not in cb.loc["centre_bias", "undefined"]  # a Gaussian is > 0 everywhere
+    assert "map ~0 near gaze" in cb.loc["intensity", "undefined"]  # black pixels near the gaze
+    assert cb.loc["intensity", "kl_div_n"] < cb.loc["intensity", "nss_n"] == N - 13 - undefined

@@ -91,3 +91,47 @@ def test_observation_indices_skip_missing_rows_and_episode_changes(tmp_path):
     assert skipped["frames_missing_from_txt"] == missing and skipped["episode_boundary"] == crossing
     assert indices == sorted(set(range(14, N + 1)) - set(missing) - set(crossing))
     assert observation_indices(gaze, stride=4, max_index=24)[0] == [14, 18, 22]
+
+
+def test_aligned_observations_are_the_decision_points_from_the_first_frame(tmp_path):
+    """The paper protocol's observations: raw frames first + 4k (the FLS reference replayed the trial from its
+    first frame, one agent step per 4 frames), from the first with a full stack of 14 frames."""
+    stem = write_trial(tmp_path, N)
+    gaze = read_gaze_table(stem.with_name(stem.name + ".txt"))
+    assert observation_indices(gaze, stride=4, aligned=True)[0] == [17, 21, 25, 29, 33, 37]  # 1-based: 1 + 4k
+    assert observation_indices(gaze, stride=4)[0] == [14, 18, 22, 26, 30, 34, 38]
+    assert observation_indices(gaze, stride=1, aligned=True)[0] == observation_indices(gaze)[0]
+    assert observation_indices(gaze, stride=5, aligned=True)[0] == [16, 21, 26, 31, 36]
+
+
+def test_reference_quirk_options_rounding_and_gaze_offset(gaze):
+    """Options kept only to measure the FLS reference's quirks: nearest-pixel rounding (half to even, dropped
+    when it rounds off the frame) and the gaze of one frame earlier."""
+    xy = np.array([[10.5, 20.49], [11.5, 20.51], [159.6, 3], [-0.4, 3], [3, 209.4], [3, 209.5]])
+    counts, off = fixation_counts(xy, rounding="round")
+    assert counts[20, 10] == 1 and counts[21, 12] == 1  # 10.5 -> 10, 11.5 -> 12 (half to even)
+    assert counts[3, 0] == 1 and counts[209, 3] == 1 and off == 2  # -0.4 -> 0 kept; 159.6 -> 160, 209.5 dropped
+    floor, off_floor = fixation_counts(xy)
+    assert floor[20, 10] == 1 and floor[20, 11] == 1 and off_floor == 1
+    shifted, _, _ = observation_counts(gaze, [30], (84, 84), gaze_offset=-1)
+    samples = np.concatenate([np.array(gaze_of(f - 1), np.float32) for f in covered_frames(30) if f - 1 != 20])
+    np.testing.assert_array_equal(shifted[0], fixation_counts(samples, (84, 84))[0])
+    rounded, _, _ = observation_counts(gaze, [30], (210, 160), rounding="round")
+    own = np.concatenate([np.array(gaze_of(f), np.float32) for f in covered_frames(30) if f != 20])
+    np.testing.assert_array_equal(rounded[0], fixation_counts(own, rounding="round")[0])
+
+
+def test_negatives_with_replacement_and_reflected_blur(gaze):
+    indices, _ = observation_indices(gaze)
+    own = observation_counts(gaze, indices, (84, 84))[0]
+    negatives = shuffled_negatives(gaze, indices, [3], np.random.default_rng(1), (84, 84), replace=True)
+    picks = np.random.default_rng(1).integers(0, len(indices) - 1, size=10)
+    picks = picks + (picks >= 3)
+    np.testing.assert_array_equal(negatives[0], own[picks].sum(axis=0))  # a pick drawn twice counts twice
+    edge = np.zeros((2, 210, 160), np.float32)
+    edge[0, 2, 80] = edge[1, 100, 80] = 1  # near the top edge; in the middle
+    mirrored, zero = gaze_density(edge, border="reflect").sum(axis=(1, 2)), gaze_density(edge).sum(axis=(1, 2))
+    assert zero[0] < 0.75 and mirrored[0] > zero[0] + 0.3  # zero outside loses the blob's top; mirrored folds it in
+    assert mirrored[1] == pytest.approx(zero[1], abs=1e-6)
+    with pytest.raises(ValueError, match="border"):
+        gaze_density(edge, border="wrap")
