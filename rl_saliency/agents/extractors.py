@@ -13,8 +13,9 @@ layers per head for any other extractor; the paper's models (and their parameter
 - ``SparseFLSPool``: the same, sum-pooled over the 7x7 positions -> 64 -> linear 512.
 - ``DenseFLS``: stride-1 "same" trunk (84x84x64) -> FLS module -> sum-pool -> linear 512.
 - ``DAQN``: 1x1 conv 256 -> tanh -> 1x1 conv 1 -> spatial softmax; attention-weighted sum -> linear 512.
-- ``RSPPO``: (1-pixel input padding) Nature trunk -> L2-normalise over channels -> 1x1 conv 512 -> ELU ->
-  1x1 conv 2 -> per-head spatial softmax, heads summed -> features * map -> flatten -> linear 512.
+- ``RSPPO``: (1-pixel input padding) Nature trunk -> L2-normalise over channels (TF's floor: norm >= 1e-6) ->
+  1x1 conv 512 -> ELU -> 1x1 conv 2 -> per-head spatial softmax, heads summed -> features * map -> flatten ->
+  linear 512.
 
 Every forward pass stores its attention map, detached, in ``last_attention`` (``(N, h, w)`` at the map's
 native resolution: 7x7 sparse, 84x84 dense); ``project_attention(raw)`` renders it onto the 84x84 input
@@ -37,7 +38,7 @@ from rl_saliency.saliency.base import upsample_to_frame
 
 __all__ = ["DAQN", "RSPPO", "AttentionExtractor", "DenseFLS", "FLSModule", "SparseFLS", "SparseFLSPool",
            "SpatialSoftmax", "attention_to_frame", "dense_trunk", "nature_trunk", "paper_policy_kwargs",
-           "receptive_field_projection", "scale_by_run_max", "upsample_to_frame"]
+           "receptive_field_projection", "scale_by_run_max", "tf_l2_normalize", "upsample_to_frame"]
 
 
 # ----------------------------------------------------------------------------------------------- building blocks
@@ -89,6 +90,16 @@ class FLSModule(nn.Module):
         if self.normalise:
             h = h / h.sum(dim=(2, 3), keepdim=True)
         return h
+
+
+def tf_l2_normalize(x: torch.Tensor, dim: int = 1, epsilon: float = 1e-12) -> torch.Tensor:
+    """TensorFlow's ``tf.nn.l2_normalize`` (the RS-PPO reference's): ``x / sqrt(max(sum x^2, epsilon))``.
+
+    TF floors the *squared* norm at 1e-12, i.e. the norm at 1e-6; torch's ``F.normalize(eps=1e-12)`` floors the
+    norm itself at 1e-12, so near-zero feature vectors (all-dead ReLU positions) come out a million times
+    larger there and are blown up to unit length.
+    """
+    return x * torch.rsqrt(x.pow(2).sum(dim=dim, keepdim=True).clamp_min(epsilon))
 
 
 class SpatialSoftmax(nn.Module):
@@ -310,7 +321,7 @@ class RSPPO(AttentionExtractor):
         return F.pad(observations, (1, 1, 1, 1)) if self.pad_input else observations
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        x = F.normalize(self.trunk(self._pad(observations)), p=2, dim=1, eps=1e-12)
+        x = tf_l2_normalize(self.trunk(self._pad(observations)), dim=1)  # the reference's TF floor
         h = self.attention(x)
         self._store(h)
         return self.linear((x * h).flatten(1))

@@ -273,6 +273,32 @@ def test_no_relu_before_fls():
     assert SparseFLSPool(OBS_SPACE, relu_before_fls=False).pool
 
 
+def test_rsppo_l2_normalisation_has_tensorflows_floor():
+    # The reference normalised with tf.nn.l2_normalize: x / sqrt(max(sum x^2, 1e-12)), a floor of 1e-6 on the
+    # norm. torch's F.normalize(eps=1e-12) floors the norm at 1e-12 and so blows a nearly dead position (norm
+    # 1e-9) up to unit length; with TF's floor it stays at 1e-3.
+    extractor = RSPPO(OBS_SPACE)
+    seen = {}
+    extractor.attention.register_forward_hook(lambda module, args, out: seen.update(x=args[0].detach()))
+    trunk_out = torch.zeros(2, 64, 7, 7, dtype=torch.float64)
+    trunk_out[0, :, 0, 0] = 1e-9 / 8  # norm 1e-9 over 64 channels
+    trunk_out[0, :, 1, 1] = torch.linspace(-3, 5, 64, dtype=torch.float64)  # an ordinary vector
+    trunk_out[1, 5, 2, 3] = 4e-7  # norm 4e-7, below the floor
+    extractor.trunk = torch.nn.Identity()
+    extractor.pad_input = False
+    extractor.attention.double()
+    extractor.linear.double()
+    extractor(trunk_out)
+    x = seen["x"]
+    expected = trunk_out / trunk_out.pow(2).sum(1, keepdim=True).clamp_min(1e-12).sqrt()  # TF's formula
+    torch.testing.assert_close(x, expected, rtol=1e-12, atol=0)
+    norms = x.norm(dim=1)
+    assert norms[0, 0, 0].item() == pytest.approx(1e-3, rel=1e-9)  # F.normalize(eps=1e-12) gives 1.0
+    assert norms[0, 1, 1].item() == pytest.approx(1.0, rel=1e-12)
+    assert norms[1, 2, 3].item() == pytest.approx(0.4, rel=1e-9)
+    assert norms[1, 0, 0].item() == 0.0  # an all-zero position stays zero, not NaN
+
+
 def test_channels_last_space_is_rejected():
     with pytest.raises(ValueError, match="VecTransposeImage"):
         SparseFLS(gym.spaces.Box(0, 255, (84, 84, 4), dtype=np.uint8))
