@@ -1,13 +1,16 @@
 """Saccader benchmark: cue-env learning curves (learned vs random glimpses) and Atari PPO throughput.
 
     python benchmarks/saccader.py cue --seeds 0 1 2 --timesteps 32768
+    python benchmarks/saccader.py cue --seeds 0 1 --timesteps 24576 --modes learned --mix linear relu
     python benchmarks/saccader.py atari --game breakout --timesteps 1024 --repeats 2
 
 ``cue`` trains PPO with a Saccader policy on the cue env, once with learned glimpses and once with random
 glimpses (same network, same budget) per seed, evaluating every ``--eval-every`` steps (deterministic,
-300 episodes): fraction of the optimal return and the share of steps whose glimpses hit the cue. Each
-run is cached as JSON under ``--out`` (rerunning skips finished runs); prints a markdown table, writes
-``curves.csv`` and, if matplotlib is available, ``docs/img/saccader_cue.png``.
+300 episodes): fraction of the optimal return and the share of steps whose glimpses hit the cue.
+``--mix linear relu`` also compares the reference's linear what/where mixing layer with a ReLU after it
+(``SaccaderPolicy(mix_relu=True)``, this package's earlier variant). Each run is cached as JSON under
+``--out`` (rerunning skips finished runs); prints a markdown table, writes ``curves.csv`` and, if matplotlib
+is available, ``--png`` (default ``docs/img/saccader_cue.png``).
 ``atari`` measures PPO env-steps per second of the Saccader spec against the NatureCNN spec side by side
 (alternating order, ``--repeats`` times) on the same vectorised Atari env.
 """
@@ -29,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CUE_PPO = dict(n_steps=32, batch_size=128, n_epochs=4, learning_rate=1e-3, ent_coef=0.01, gamma=0.0, gae_lambda=1.0)
 
 
-def cue_run(mode: str, seed: int, timesteps: int, eval_every: int) -> dict:
+def cue_run(mode: str, seed: int, timesteps: int, eval_every: int, mix: str = "linear") -> dict:
     """One PPO run on the cue env; the learning curve and the CPU/wall time spent training."""
     from stable_baselines3 import PPO
 
@@ -38,7 +41,7 @@ def cue_run(mode: str, seed: int, timesteps: int, eval_every: int) -> dict:
 
     env = GlimpseActionWrapper(make_cue_vec_env(16, seed=seed), n_glimpses=6, grid=7)
     model = PPO(SaccaderPolicy, env, seed=seed, device="cpu",
-                policy_kwargs=dict(channels=32, glimpse_mode=mode), **CUE_PPO)
+                policy_kwargs=dict(channels=32, glimpse_mode=mode, mix_relu=mix == "relu"), **CUE_PPO)
     curve, wall, cpu = [], 0.0, 0.0
     while model.num_timesteps < timesteps:
         w0, c0 = time.perf_counter(), time.process_time()
@@ -48,34 +51,35 @@ def cue_run(mode: str, seed: int, timesteps: int, eval_every: int) -> dict:
         scores = evaluate_on_cue(model, episodes=300)
         curve.append({"steps": model.num_timesteps, "fraction_of_optimal": scores["fraction_of_optimal"],
                       "cue_glimpse_rate": scores["cue_glimpse_rate"]})
-    return {"mode": mode, "seed": seed, "curve": curve, "train_wall_s": wall, "train_cpu_s": cpu,
+    return {"mode": mode, "mix": mix, "seed": seed, "curve": curve, "train_wall_s": wall, "train_cpu_s": cpu,
             "steps_per_wall_s": model.num_timesteps / wall}
 
 
 def cue(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    jobs = [(mode, seed) for seed in args.seeds for mode in ("learned", "random")]
+    jobs = [(mode, mix, seed) for seed in args.seeds for mode in args.modes for mix in args.mix]
     results = []
-    for mode, seed in tqdm(jobs, desc="cue runs"):
-        path = out / f"{mode}_s{seed}_t{args.timesteps}.json"
+    for mode, mix, seed in tqdm(jobs, desc="cue runs"):
+        path = out / f"{mode}_{mix}_s{seed}_t{args.timesteps}.json"
         if not path.exists():  # finished runs are cached: the benchmark resumes where it stopped
-            io.write_json(path, cue_run(mode, seed, args.timesteps, args.eval_every))
+            io.write_json(path, cue_run(mode, seed, args.timesteps, args.eval_every, mix))
         results.append(pd.read_json(path, typ="series"))
-    rows = [{"mode": r["mode"], "seed": r["seed"], **point} for r in results for point in r["curve"]]
+    rows = [{"mode": f"{r['mode']} ({r['mix']} mix)", "seed": r["seed"], **point} for r in results
+            for point in r["curve"]]
     curves = pd.DataFrame(rows)
     io.write_csv(out / "curves.csv", curves)
 
-    print("| glimpses | seed | steps to >= 90 % of optimal | final % of optimal | final cue-glimpse rate | "
-          "train CPU s | steps/s (wall) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| glimpses | mixing layer | seed | steps to >= 90 % of optimal | final % of optimal | "
+          "final cue-glimpse rate | train CPU s | steps/s (wall) |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         curve = pd.DataFrame(r["curve"])
         reached = curve[curve["fraction_of_optimal"] >= 0.9]["steps"]
         first = str(int(reached.iloc[0])) if len(reached) else "never"
         last = curve.iloc[-1]
-        print(f"| {r['mode']} | {r['seed']} | {first} | {100 * last['fraction_of_optimal']:.1f} | "
+        print(f"| {r['mode']} | {r['mix']} | {r['seed']} | {first} | {100 * last['fraction_of_optimal']:.1f} | "
               f"{100 * last['cue_glimpse_rate']:.1f} % | {r['train_cpu_s']:.0f} | {r['steps_per_wall_s']:.0f} |")
-    _plot(curves, ROOT / "docs" / "img" / "saccader_cue.png")
+    _plot(curves, Path(args.png))
 
 
 def _plot(curves: pd.DataFrame, path: Path) -> None:
@@ -85,8 +89,10 @@ def _plot(curves: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    palette = ["tab:blue", "tab:orange", "tab:grey", "tab:green"]
+    colours = dict(zip(sorted(curves["mode"].unique()), palette, strict=False))
     for (mode, seed), group in curves.groupby(["mode", "seed"]):
-        colour = "tab:blue" if mode == "learned" else "tab:grey"
+        colour = colours[mode]
         label = f"{mode} glimpses" if seed == curves["seed"].min() else None
         axes[0].plot(group["steps"], group["fraction_of_optimal"], color=colour, label=label)
         axes[1].plot(group["steps"], group["cue_glimpse_rate"], color=colour, label=label)
@@ -132,6 +138,10 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--timesteps", type=int, default=32_768)
     p.add_argument("--eval-every", type=int, default=4096)
+    p.add_argument("--modes", nargs="+", choices=["learned", "random"], default=["learned", "random"])
+    p.add_argument("--mix", nargs="+", choices=["linear", "relu"], default=["linear"],
+                   help="the what/where mixing layer: linear (the reference) and/or with a ReLU after it")
+    p.add_argument("--png", default=str(ROOT / "docs" / "img" / "saccader_cue.png"))
     p.add_argument("--out", default="runs/bench_saccader")
     p.set_defaults(func=cue)
     p = sub.add_parser("atari", help="PPO throughput, Saccader vs NatureCNN")

@@ -79,9 +79,13 @@ class GlimpseActionWrapper(VecEnvWrapper):
 
 class SaccaderNetwork(BaseFeaturesExtractor):
     """BagNet-like "what" features per grid cell (``trunk``) and the "where"-mixed features F, both
-    (N, C, grid, grid). The policy's features extractor, so post-hoc methods (Grad-CAM) find its layers."""
+    (N, C, grid, grid). The policy's features extractor, so post-hoc methods (Grad-CAM) find its layers.
 
-    def __init__(self, observation_space: spaces.Box, grid: int = 7, channels: int = 64):
+    The mixing layer is linear, as in the reference Saccader: F (and so the glimpse logits) can be negative.
+    ``mix_relu=True`` restores this package's earlier ReLU there (for comparison only: benchmarks/saccader.py).
+    """
+
+    def __init__(self, observation_space: spaces.Box, grid: int = 7, channels: int = 64, mix_relu: bool = False):
         super().__init__(observation_space, features_dim=channels * grid * grid)
         in_channels, size = observation_space.shape[0], observation_space.shape[1]
         cell_size = size // grid
@@ -99,7 +103,7 @@ class SaccaderNetwork(BaseFeaturesExtractor):
             nn.Conv2d(channels + 2, channels, kernel_size=3, padding=1), nn.ReLU(),
             nn.Conv2d(channels, channels, kernel_size=3, padding=1), nn.ReLU(),
         )
-        self.mix = nn.Sequential(nn.Conv2d(2 * channels, channels, kernel_size=1), nn.ReLU())
+        self.mix = nn.Sequential(nn.Conv2d(2 * channels, channels, kernel_size=1), *([nn.ReLU()] if mix_relu else []))
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, grid), torch.linspace(-1, 1, grid), indexing="ij")
         self.register_buffer("coords", torch.stack([ys, xs])[None], persistent=False)
 
@@ -137,11 +141,12 @@ class SaccaderPolicy(ActorCriticPolicy):
     :param glimpse_mode: ``learned`` (the Saccader cell) or ``random`` (uniform over unvisited cells,
         also at evaluation: the control that shows the learned glimpses matter).
     :param glimpse_entropy_coef: weight of the glimpse choices' entropy in the entropy PPO maximises.
+    :param mix_relu: end the what/where mixing layer in a ReLU (not the reference's; for comparison only).
     """
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule,
                  channels: int = 64, aggregate: str = "mean", glimpse_mode: str = "learned",
-                 glimpse_entropy_coef: float = 1.0, hidden_dim: int = 256, **kwargs: Any):
+                 glimpse_entropy_coef: float = 1.0, hidden_dim: int = 256, mix_relu: bool = False, **kwargs: Any):
         if aggregate not in AGGREGATES:
             raise SpecError(f"SaccaderPolicy: aggregate must be one of {AGGREGATES}, got {aggregate!r}")
         if glimpse_mode not in GLIMPSE_MODES:
@@ -153,11 +158,12 @@ class SaccaderPolicy(ActorCriticPolicy):
         self.glimpse_mode = glimpse_mode
         self.glimpse_entropy_coef = glimpse_entropy_coef
         self.hidden_dim = hidden_dim
+        self.mix_relu = mix_relu
         self.last_attention: torch.Tensor | None = None
         self.last_glimpses: torch.Tensor | None = None
         kwargs.pop("net_arch", None)  # the architecture is fixed here
         kwargs["features_extractor_class"] = SaccaderNetwork
-        kwargs["features_extractor_kwargs"] = dict(grid=self.grid, channels=channels)
+        kwargs["features_extractor_kwargs"] = dict(grid=self.grid, channels=channels, mix_relu=mix_relu)
         kwargs["share_features_extractor"] = True
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
@@ -203,7 +209,7 @@ class SaccaderPolicy(ActorCriticPolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(channels=self.channels, aggregate=self.aggregate, glimpse_mode=self.glimpse_mode,
-                    glimpse_entropy_coef=self.glimpse_entropy_coef, hidden_dim=self.hidden_dim)
+                    glimpse_entropy_coef=self.glimpse_entropy_coef, hidden_dim=self.hidden_dim, mix_relu=self.mix_relu)
         return data
 
     # ---- the glimpse forward pass -------------------------------------------------------------------

@@ -69,6 +69,29 @@ def test_cell_follows_the_reference_formula_and_masks_visited_cells() -> None:
     assert (probs[:, [3, 10]] == 0).all() and torch.allclose(probs.sum(1), torch.ones(2))
 
 
+def _mixed_features_and_logits(policy: SaccaderPolicy) -> tuple[torch.Tensor, torch.Tensor]:
+    obs, _ = policy.obs_to_tensor(cue_obs(8))
+    with torch.no_grad():
+        _, mixed = policy.features_extractor(obs.float() / 255.0)
+        features = mixed.flatten(2).transpose(1, 2)
+        return mixed, policy.cell.logits(features, torch.zeros(features.shape[:2]))
+
+
+def test_mixing_layer_is_linear_so_features_and_glimpse_logits_take_both_signs() -> None:
+    # The reference Saccader mixes the what and where features with no activation: F, and the glimpse
+    # logits l = sum_c c_c F (a convex combination of F's channels), can be negative. A ReLU there (as this
+    # package had) makes both >= 0 everywhere.
+    policy = make_model().policy
+    assert not any(isinstance(m, torch.nn.ReLU) for m in policy.features_extractor.mix)
+    mixed, logits = _mixed_features_and_logits(policy)
+    assert (mixed < 0).any() and (mixed > 0).any()
+    assert (logits < 0).any() and (logits > 0).any()
+    relu = make_model(mix_relu=True).policy  # the earlier variant, kept for the benchmark's comparison
+    mixed, logits = _mixed_features_and_logits(relu)
+    assert (mixed >= 0).all() and (logits >= 0).all()
+    assert relu._get_constructor_parameters()["mix_relu"] is True  # saved with the model
+
+
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_glimpses_never_repeat(deterministic: bool) -> None:
     policy = make_model().policy
@@ -208,9 +231,9 @@ def test_saccader_learns_to_find_the_cue_and_random_glimpses_do_not() -> None:
 
 def test_posthoc_gradient_sees_only_the_glimpsed_cells() -> None:
     policy = make_model().policy
-    obs = cue_obs(3, seed=7)
+    obs = cue_obs(8, seed=7)  # (untrained argmax glimpses can all miss the 9 filled cells of a few frames)
     maps = saliency(policy, obs, method="gradient")
-    assert maps.shape == (3, 84, 84) and (maps >= 0).all()
+    assert maps.shape == (8, 84, 84) and (maps >= 0).all()
     glimpsed = policy.project_attention(policy.last_attention).numpy() > 0  # the same argmax glimpses
     assert (maps[~glimpsed] == 0).all()  # the game action's logits depend on nothing else
     assert maps[glimpsed].sum() > 0  # (empty glimpsed cells give exact zeros: ReLU at 0 with zero biases)
