@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 
 # command name -> module defining register(subparsers)
 COMMANDS: dict[str, str] = {
@@ -47,9 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (kill, a scheduler's stop, docker stop) is handled as Ctrl-C is: what can be saved is saved."""
+    from rl_saliency.errors import Terminated
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: a second must not cut the checkpoint being saved
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         model = getattr(args, "model", None)
         if isinstance(model, str) and model.startswith("zoo:"):  # every command's --model takes a zoo name
@@ -57,9 +70,12 @@ def main(argv: list[str] | None = None) -> int:
 
             args.model = str(resolve_model(model))
         result = args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        from rl_saliency.errors import Terminated
+
+        terminated = isinstance(err, Terminated)
+        print("terminated (SIGTERM)" if terminated else "interrupted", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:  # the reader of our output went away (rl-saliency games | head): not an error
         try:  # send what is still buffered nowhere, so that the flush at exit does not fail again
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -67,12 +83,17 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 0
     except Exception as err:  # noqa: BLE001 - user-facing errors become one line
-        from rl_saliency.errors import USER_ERRORS
+        from rl_saliency.errors import USER_ERRORS, storage_error_message
 
-        if isinstance(err, USER_ERRORS):
-            print(f"rl-saliency {args.command}: error: {err}", file=sys.stderr)
-            return 2
-        raise
+        # a full disk, a read-only folder or a permission error is one line naming the path, not a traceback
+        message = str(err) if isinstance(err, USER_ERRORS) else storage_error_message(err)
+        if message is None:
+            raise
+        print(f"rl-saliency {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return int(result or 0)
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 from rl_saliency.envs.registry import UnknownGameError
+from rl_saliency.io import OutputLockedError
 from rl_saliency.models import ModelLoadError
 
 
@@ -23,18 +27,49 @@ class ClusterError(RuntimeError):
     """A Ray cluster that cannot be reached (wrong address, token authentication, version mismatch)."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is (a checkpoint saved, temporary files removed); the CLI exits with 143."""
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (
     UnknownGameError, ModelLoadError, SpecError, DataError, OptionError, FileNotFoundError, FileExistsError,
-    ClusterError)
+    ClusterError, OutputLockedError)
+
+# errors of the disk or the folder, not of the program: one line naming the path, the cause and what to do
+_STORAGE_ERRNOS: dict[int, str] = {
+    errno.ENOSPC: "free some space or write to another --out",
+    errno.EDQUOT: "free some space or write to another --out",
+    errno.EROFS: "write to another --out",
+    errno.EACCES: "check its permissions or use another path",
+    errno.EPERM: "check its permissions or use another path",
+}
 
 
-def check_count(value: object, option: str, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``; anything else (0, negative, NaN, 2.5, text) is an OptionError naming
-    ``option``."""
+def storage_error_message(err: BaseException) -> str | None:
+    """One line for a full disk, a read-only folder or a permission error anywhere in ``err``'s chain (a library
+    may wrap the OSError), naming the path and the cause; None for any other error."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _STORAGE_ERRNOS:
+            verb = "cannot write" if current.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else "cannot access"
+            where = f" {current.filename}" if current.filename else ""
+            cause = current.strerror or os.strerror(current.errno)
+            return f"{verb}{where}: {cause} ({_STORAGE_ERRNOS[current.errno]})"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def check_count(value: object, option: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an int >= ``minimum`` (and <= ``maximum`` when given); anything else (0, negative, NaN, 2.5,
+    text, 1e30) is an OptionError naming ``option``."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         number = float("nan")
     if isinstance(value, bool) or not number.is_integer() or number < minimum:
         raise OptionError(f"{option} must be an integer >= {minimum}, got {value!r}")
+    if maximum is not None and number > maximum:
+        raise OptionError(f"{option} must be at most {maximum:,}, got {value!r}")
     return int(number)

@@ -8,10 +8,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from tqdm.auto import tqdm
 
-from rl_saliency import io
+from rl_saliency import io, models
 from rl_saliency.envs import BACKENDS, make_atari_vec_env, resolve_game
 from rl_saliency.envs.atari import DEFAULT_MAX_FRAMES
 from rl_saliency.errors import SpecError, check_count
@@ -19,13 +18,9 @@ from rl_saliency.models import check_model_fits, load_model, read_model_data, wr
 
 
 def run_config(model_path: str | Path) -> dict[str, Any] | None:
-    """The ``config.yaml`` of the run a model belongs to (model.zip or checkpoints/ckpt_*.zip), if any."""
-    model_path = Path(model_path)
-    for folder in (model_path.parent, model_path.parent.parent):
-        config = folder / "config.yaml"
-        if config.exists():
-            return yaml.safe_load(config.read_text())
-    return None
+    """The ``config.yaml`` of the run a model belongs to (model.zip or checkpoints/ckpt_*.zip), if any; read and
+    checked in one place for every command (``rl_saliency.models.run_config``)."""
+    return models.run_config(model_path)
 
 
 def game_for_model(model_path: str | Path, game: str | None) -> str:
@@ -80,8 +75,9 @@ def evaluate(model_path: str | Path, game: str | None = None, episodes: int = 10
                         f"{column}_min": float(values.min()), f"{column}_max": float(values.max())})
     if out:
         out = Path(out)
-        io.write_csv(out / "episodes.csv", table)
-        io.write_json(out / "evaluation.json", summary)
+        with io.output_lock(out):  # another writer of this folder is refused, a dead one's leftovers removed
+            io.write_csv(out / "episodes.csv", table)
+            io.write_json(out / "evaluation.json", summary)
     return summary
 
 

@@ -625,6 +625,12 @@ def run_sweep(grid: Grid | str | Path, out: str | Path, address: str | None = No
     """
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     out = Path(out).resolve()
+    with io.output_lock(out):  # one driver per sweep folder (its workers write under .partial/ meanwhile)
+        return _run_sweep_locked(grid, out, address, local, num_cpus, task_fn, progress)
+
+
+def _run_sweep_locked(grid: Grid, out: Path, address: str | None, local: bool, num_cpus: int | None,
+                      task_fn: Callable | None, progress: bool) -> SweepReport:
     _prepare_out(grid, out)
     tasks = grid.tasks()
     report = SweepReport(out=out, done=[], skipped=[], failed={})
@@ -799,7 +805,9 @@ def _main(args: argparse.Namespace) -> int:
             print(f"{task_status(out, task):8s} {task.key}")
         return 0
     if args.aggregate_only:
-        if aggregate(out) is None:
+        with io.output_lock(out):
+            table = aggregate(out)
+        if table is None:
             raise DataError(f"sweep {out} has no finished task yet")
         print(f"table: {out / 'table.md'}")
         return 0

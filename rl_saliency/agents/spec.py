@@ -140,8 +140,29 @@ def available_specs() -> list[str]:
 
 def load_spec(name_or_path: str | Path = DEFAULT_SPEC) -> AgentSpec:
     path = spec_path(name_or_path)
-    raw = io.read_yaml(path, "agent spec", SpecError) or {}
+    raw = io.read_yaml(path, "agent spec", SpecError)
+    if raw is None or raw == {}:
+        # an empty spec would train SB3's default PPO (2048-step rollouts, no rl-zoo recipe), not what anyone meant
+        raise SpecError(f"agent spec {path} is empty; a spec names at least its algo, policy and hyperparams (copy "
+                        f"{AGENTS_DIR / (DEFAULT_SPEC + '.yaml')}, the rl-zoo Atari recipe, and change what differs)")
     return spec_from_dict(raw, path)
+
+
+# the expected type of each spec key (None may also be given where the default is None)
+_TYPES: dict[str, type] = {
+    "name": str, "algo": str, "policy": str, "features_extractor": str, "features_extractor_kwargs": dict,
+    "policy_kwargs": dict, "hyperparams": dict, "env_wrapper": str, "env_wrapper_kwargs": dict, "explorer": dict}
+
+
+def _spec_count(value: Any, key: str, path: str | Path | None) -> int:
+    """A count in a spec (``n_timesteps: 1e7``, ``n_envs: 8``) as an int >= 1, or a SpecError naming it."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not number.is_integer() or number < 1:
+        raise SpecError(f"agent spec {path}: {key} must be a whole number >= 1 (e.g. 1e7), got {value!r}")
+    return int(number)
 
 
 def spec_from_dict(raw: dict[str, Any], path: str | Path | None = None) -> AgentSpec:
@@ -151,11 +172,19 @@ def spec_from_dict(raw: dict[str, Any], path: str | Path | None = None) -> Agent
     unknown = set(raw) - known
     if unknown:
         raise SpecError(f"agent spec {path}: unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
+    for key, kind in _TYPES.items():
+        if key in raw and raw[key] is not None and not isinstance(raw[key], kind):
+            raise SpecError(f"agent spec {path}: {key} must be {'text' if kind is str else 'a mapping'}, got "
+                            f"{raw[key]!r}")
     raw = dict(raw)
-    raw.setdefault("name", Path(path).stem if path else "agent")
+    raw["name"] = raw.get("name") or (Path(path).stem if path else "agent")
+    for key in ("features_extractor_kwargs", "policy_kwargs", "hyperparams", "env_wrapper_kwargs"):
+        if key in raw and raw[key] is None:
+            raw[key] = {}
     spec = AgentSpec(**raw, path=str(path) if path else None)
     spec.algo = spec.algo.lower()
     if spec.algo not in ALGOS:
         raise SpecError(f"agent spec {path}: algo must be one of {', '.join(ALGOS)}, got {spec.algo!r}")
-    spec.n_timesteps = int(float(spec.n_timesteps))
+    spec.n_timesteps = _spec_count(spec.n_timesteps, "n_timesteps", path)
+    spec.n_envs = _spec_count(spec.n_envs, "n_envs", path)
     return spec

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import math
 import os
 import sys
@@ -97,26 +98,77 @@ def _quiet_stderr() -> Iterator[None]:
             os.close(saved)
 
 
+class GifStream:
+    """A GIF written frame by frame to a hidden temporary file (each frame with its own adaptive palette), so
+    that memory stays flat however long the video; ``close`` moves it into place."""
+
+    def __init__(self, path: Path, fps: float):
+        self.path = path
+        self.duration = int(round(1000 / fps))
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.gif", dir=path.parent)
+        except OSError as err:
+            raise io.named_os_error(err, path) from err
+        self.tmp = Path(tmp)
+        self._file = os.fdopen(fd, "wb")
+        self.n_frames = 0
+
+    def write(self, frame_rgb: np.ndarray) -> None:
+        from PIL import GifImagePlugin, Image
+
+        image = Image.fromarray(frame_rgb).convert("P", palette=Image.Palette.ADAPTIVE)
+        try:
+            if self.n_frames == 0:
+                header, _ = GifImagePlugin.getheader(image, info={"loop": 0, "duration": self.duration})
+                self._file.writelines(header)
+            self._file.writelines(GifImagePlugin.getdata(image, duration=self.duration, include_color_table=True))
+        except OSError as err:
+            raise io.named_os_error(err, self.path) from err
+        self.n_frames += 1
+
+    def close(self) -> Path:
+        try:
+            self._file.write(b";")  # GIF trailer
+            self._file.close()
+            io.default_permissions(self.tmp)
+            os.replace(self.tmp, self.path)
+        except OSError as err:
+            raise io.named_os_error(err, self.path) from err
+        return self.path
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 class VideoSink:
-    """Collect RGB frames into an MP4 (and optionally a GIF); each file appears atomically on ``close``."""
+    """Stream RGB frames into an MP4 (and optionally a GIF), both written to hidden temporary files as they come
+    and moved into place on ``close``. A full disk or a failing encoder is an OSError naming the output file."""
 
     def __init__(self, path: str | Path, fps: float, gif: bool = False, gif_width: int = 320):
         self.path = Path(path)
         self.gif_width = gif_width
         self.fps = fps
         self.gif_path = self.path.with_suffix(".gif") if gif else None
-        self.gif_frames: list[np.ndarray] = []
+        self.gif: GifStream | None = None
         self.codec = ""
         self.n_frames = 0
         self._writer: Any = None
+        self._ffmpeg: Any = None
         self._tmp: Path | None = None
         self._size: tuple[int, int] | None = None
 
     def _open(self, width: int, height: int) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp.mp4", dir=self.path.parent)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp.mp4", dir=self.path.parent)
+        except OSError as err:
+            raise io.named_os_error(err, self.path) from err
         os.close(fd)
         self._tmp, self._size = Path(tmp), (width, height)
+        if self.gif_path is not None:
+            self.gif = GifStream(self.gif_path, self.fps)
         try:
             import imageio_ffmpeg
 
@@ -124,6 +176,8 @@ class VideoSink:
                 tmp, (width, height), fps=self.fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
                 macro_block_size=1, quality=7, ffmpeg_log_level="error")
             self._writer.send(None)  # start the generator
+            # imageio-ffmpeg does not check ffmpeg's exit status: keep its process to check it on close
+            self._ffmpeg = getattr(getattr(self._writer, "gi_frame", None), "f_locals", {}).get("p")
             self.codec = "h264 (imageio-ffmpeg)"
             return
         except ImportError:
@@ -137,41 +191,60 @@ class VideoSink:
             writer.release()
         raise RuntimeError(f"no video encoder available to write {self.path} (tried H.264 and MPEG-4)")
 
+    def _encoder_failed(self, err: Exception) -> OSError:
+        """The encoder (ffmpeg, in its own process) died: a full disk if the output's disk is full, else the
+        encoder's own error; either way naming the output file, not the temporary one."""
+        with contextlib.suppress(OSError):
+            stats = os.statvfs(self.path.parent)
+            if stats.f_bavail * stats.f_frsize < 1 << 20:
+                return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        if isinstance(err, OSError) and err.errno is not None:
+            return io.named_os_error(err, self.path)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        return OSError(errno.EIO, f"the video encoder failed ({first})", str(self.path))
+
     def write(self, frame_rgb: np.ndarray) -> None:
         height, width = frame_rgb.shape[:2]
         if self._writer is None:
             self._open(width, height)
         if (width, height) != self._size:
             raise ValueError(f"frame size {(width, height)} differs from the video's {self._size}")
-        if isinstance(self._writer, cv2.VideoWriter):
-            self._writer.write(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
-        else:
-            self._writer.send(np.ascontiguousarray(frame_rgb))
-        if self.gif_path is not None:
+        try:
+            if isinstance(self._writer, cv2.VideoWriter):
+                self._writer.write(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
+            else:
+                self._writer.send(np.ascontiguousarray(frame_rgb))
+        except (OSError, RuntimeError, StopIteration) as err:
+            raise self._encoder_failed(err) from err
+        if self.gif is not None:
             # GIFs are uncompressed palettes: keep them small (half the MP4's width at the default scale)
             gif_height = int(round(height * self.gif_width / width))
-            self.gif_frames.append(cv2.resize(frame_rgb, (self.gif_width, gif_height), interpolation=cv2.INTER_AREA))
+            self.gif.write(cv2.resize(frame_rgb, (self.gif_width, gif_height), interpolation=cv2.INTER_AREA))
         self.n_frames += 1
 
     def close(self) -> list[Path]:
         """Finish the files and move them into place; returns the paths written."""
         if self._writer is None:
             raise RuntimeError(f"no frames were written to {self.path}")
-        if isinstance(self._writer, cv2.VideoWriter):
-            self._writer.release()
-        else:
-            self._writer.close()
-        io.default_permissions(self._tmp)
-        os.replace(self._tmp, self.path)
+        try:
+            if isinstance(self._writer, cv2.VideoWriter):
+                self._writer.release()
+            else:
+                self._writer.close()
+        except (OSError, RuntimeError) as err:
+            raise self._encoder_failed(err) from err
+        status = self._ffmpeg.poll() if self._ffmpeg is not None else 0
+        if status:  # ffmpeg failed (a full disk while muxing): the file is not a whole video
+            raise self._encoder_failed(RuntimeError(f"ffmpeg exited with status {status}"))
+        self._writer = None
+        try:
+            io.default_permissions(self._tmp)
+            os.replace(self._tmp, self.path)
+        except OSError as err:
+            raise io.named_os_error(err, self.path) from err
         written = [self.path]
-        if self.gif_path is not None:
-            from PIL import Image
-
-            images = [Image.fromarray(f) for f in self.gif_frames]
-            with io.atomic_path(self.gif_path) as tmp:
-                images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                               duration=int(round(1000 / self.fps)), loop=0)
-            written.append(self.gif_path)
+        if self.gif is not None:
+            written.append(self.gif.close())
         return written
 
     def abort(self) -> None:
@@ -180,6 +253,8 @@ class VideoSink:
                 self._writer.release() if isinstance(self._writer, cv2.VideoWriter) else self._writer.close()
         if self._tmp is not None and self._tmp.exists():
             self._tmp.unlink()
+        if self.gif is not None:
+            self.gif.abort()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -187,10 +262,33 @@ class VideoSink:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+MAX_STEPS = 1_000_000  # 9 hours of video at 30 frames/s: more would not finish in any useful time
+MAX_SCALE = 16  # a 3360x2560 frame; --scale 100 would be 1 GB per frame
+# bytes kept per frame with --normalise global: the RGB frame and its float32 map at 210x160, and the enlarged
+# gaze panel of a trial (agent videos need less)
+_GLOBAL_BYTES = (FRAME_SHAPE[0] * FRAME_SHAPE[1] * (3 + 4), FRAME_SHAPE[0] * FRAME_SHAPE[1] * 3)
+
+
+def _available_memory() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def check_render_options(steps: int, scale: int, fps: float, alpha: float, normalise: str) -> None:
-    """Bad video options fail before a model is loaded or a frame is read."""
-    check_count(steps, "--steps")
-    check_count(scale, "--scale")
+    """Bad video options fail before a model is loaded or a frame is read; so do ones that would never finish
+    (``--steps`` past MAX_STEPS) or exhaust memory (``--scale`` past MAX_SCALE, ``--normalise global`` holding
+    more frames than half the free memory)."""
+    check_count(steps, "--steps", maximum=MAX_STEPS)
+    check_count(scale, "--scale", maximum=MAX_SCALE)
+    if normalise == "global":
+        needed = steps * (_GLOBAL_BYTES[0] + _GLOBAL_BYTES[1] * scale * scale)
+        free = _available_memory()
+        if free is not None and needed > free // 2:
+            raise OptionError(f"--normalise global keeps every frame in memory: --steps {steps} at --scale {scale} "
+                              f"needs about {needed / 1e9:.1f} GB, more than half the free memory "
+                              f"({free / 1e9:.1f} GB); use --normalise running, or fewer --steps")
     if not (isinstance(fps, int | float) and math.isfinite(fps) and fps > 0):
         raise OptionError(f"--fps must be a number > 0, got {fps!r}")
     if not (isinstance(alpha, int | float) and 0 <= alpha <= 1):
@@ -201,8 +299,14 @@ def check_render_options(steps: int, scale: int, fps: float, alpha: float, norma
 
 def probe_method(method: Any, name: str, policy: Any) -> None:
     """Run the method once on a blank observation, so that a method that cannot explain this model (attention
-    without built-in attention, an action target out of range) fails now, with the reason."""
-    method.attribute(policy, np.zeros((1, 4, 84, 84), np.uint8))
+    without built-in attention, an action target out of range, ``novelty`` without its explorer) fails now, as
+    an OptionError with the reason."""
+    try:
+        method.attribute(policy, np.zeros((1, 4, 84, 84), np.uint8))
+    except OptionError:
+        raise
+    except ValueError as err:
+        raise OptionError(f"--method {name} cannot be used with this model: {err}") from err
 
 
 def _action_names(venv: Any) -> list[str] | None:
@@ -254,6 +358,12 @@ def render_agent(model: BaseAlgorithm | str | Path, game: str | None = None, met
     pending: list[tuple[np.ndarray, np.ndarray, str]] = []  # (frame, map, hud text) for global normalisation
     score, scores = 0.0, []
     start = time.time()
+    lock = io.output_lock(Path(out).parent, Path(out).name)  # one writer per video; a dead one's temp files go
+    try:
+        lock.__enter__()
+    except BaseException:
+        venv.close()
+        raise
     obs = venv.reset()
     try:
         for step in tqdm(range(steps), desc=f"render {game} {method}", unit="frame", disable=not progress):
@@ -283,6 +393,7 @@ def render_agent(model: BaseAlgorithm | str | Path, game: str | None = None, met
         raise
     finally:
         venv.close()
+        lock.__exit__(None, None, None)
     elapsed = time.time() - start
     return {"paths": [str(p) for p in paths], "frames": sink.n_frames, "codec": sink.codec,
             "fps": sink.n_frames / max(elapsed, 1e-9), "seconds": elapsed, "finished_games": scores,
@@ -339,6 +450,16 @@ def _run(args: argparse.Namespace) -> int:
     method_kwargs = {} if args.target is None else {"target": _target(args.target)}
     if args.method in ("attention", "centre_bias", "uniform", "intensity"):
         method_kwargs = {}  # these take no target
+    check_render_options(args.steps, args.scale, args.fps, args.alpha, args.normalise)
+    out = Path(args.out)
+    with io.output_lock(out.parent, out.name):  # one writer per video (the trial replay included)
+        summary = _render(args, method_kwargs)
+    print(f"wrote {', '.join(summary['paths'])}: {summary['frames']} frames, {summary['codec']}")
+    print(f"rendered at {summary['fps']:.1f} frames/s ({summary['seconds']:.1f} s)")
+    return 0
+
+
+def _render(args: argparse.Namespace, method_kwargs: dict[str, Any]) -> dict[str, Any]:
     if args.atari_head:
         from rl_saliency.render.replay import render_trial
 
@@ -353,6 +474,4 @@ def _run(args: argparse.Namespace) -> int:
                                gif=args.gif, seed=args.seed, scale=args.scale, fps=args.fps, alpha=args.alpha,
                                normalise=args.normalise, deterministic=not args.stochastic,
                                method_kwargs=method_kwargs, device=args.device)
-    print(f"wrote {', '.join(summary['paths'])}: {summary['frames']} frames, {summary['codec']}")
-    print(f"rendered at {summary['fps']:.1f} frames/s ({summary['seconds']:.1f} s)")
-    return 0
+    return summary

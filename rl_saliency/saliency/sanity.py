@@ -253,7 +253,7 @@ def run(model_path: str | Path, game: str | None, methods: list[str], out: str |
     Resumable: the observations are saved once (``observations.npy``) and methods already in ``sanity.csv``
     from the same settings are not recomputed (``overwrite`` starts afresh).
     """
-    from rl_saliency.errors import check_count
+    from rl_saliency.errors import OptionError, check_count
     from rl_saliency.evaluate import game_for_model
     from rl_saliency.models import load_model
 
@@ -264,10 +264,23 @@ def run(model_path: str | Path, game: str | None, methods: list[str], out: str |
         get_method(name, **method_kwargs[name])
     game = game_for_model(model_path, game)
     model = load_model(model_path, device=device)
-    for name in methods:  # a method that cannot explain this model (attention without attention) fails now
-        get_method(name, **method_kwargs[name]).attribute(model.policy, np.zeros((1, *OBS_SHAPE), np.uint8))
+    for name in methods:  # a method that cannot explain this model (attention without attention, novelty
+        # without its explorer) fails now, in one line
+        try:
+            get_method(name, **method_kwargs[name]).attribute(model.policy, np.zeros((1, *OBS_SHAPE), np.uint8))
+        except OptionError:
+            raise
+        except ValueError as err:
+            raise OptionError(f"--methods {name} cannot be used with this model: {err}") from err
     given = _load_observations(Path(observations))[:n_obs] if observations is not None else None
-    out.mkdir(parents=True, exist_ok=True)
+    with io.output_lock(out):  # one writer per folder; a dead one's temporary files are removed
+        return _run_locked(model, model_path, game, methods, out, n_obs, seed, method_kwargs, given, observations,
+                           overwrite, progress)
+
+
+def _run_locked(model: Any, model_path: str | Path, game: str, methods: list[str], out: Path, n_obs: int,
+                seed: int, method_kwargs: dict[str, dict[str, Any]], given: np.ndarray | None,
+                observations: str | Path | None, overwrite: bool, progress: bool) -> pd.DataFrame:
     settings = {"model": str(model_path), "game": game, "n_obs": n_obs, "seed": seed,
                 "observations": str(observations) if observations else None}
     settings_path, csv_path, obs_path = out / "sanity.json", out / "sanity.csv", out / "observations.npy"
