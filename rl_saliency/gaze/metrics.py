@@ -6,9 +6,12 @@ Each metric takes 2-D maps and returns a float; ``*_batch`` forms take stacks ``
 ``(N,)``. A metric that is undefined for an input (no fixation, no negative, a saliency map with NaN or inf)
 is NaN, so that means over observations can skip it (and count what they skipped).
 
-Conventions: a constant saliency map carries no information: NSS 0, every AUC 0.5, CC 0; in KL, SIM and
-IG it is a uniform density. (The FLS reference skips NSS and shuffled AUC on such maps instead; a map that
-tells nothing about a frame is scored at chance here rather than left out of the mean.)
+Conventions: a constant saliency map carries no information and scores each metric's chance level: NSS 0,
+AUC-Borji and shuffled AUC 0.5, CC 0, AUC-Judd 0.5 + 1 / (2 (Nfix + 1)) (its ROC points sit at the fixated
+pixels only, so a map that orders pixels at random scores that on average; it is what the MIT code's jitter
+gives a constant map); in KL, SIM and IG it is a uniform density. (The FLS reference skips NSS and shuffled
+AUC on such maps instead; a map that tells nothing about a frame is scored at chance here rather than left
+out of the mean.)
 
 Ties: every rank metric gives tied saliency values their expected score under a random order, which is what
 the MIT code's tiny random jitter gives on average: AUC-Judd by the rule in ``auc_judd``, shuffled AUC by
@@ -87,9 +90,7 @@ def auc_judd(saliency: np.ndarray, fixation_counts: np.ndarray) -> float:
     n_fix, n_pix = int(fixated.sum()), s.size
     if n_fix == 0 or n_fix == n_pix or not np.isfinite(s).all():
         return float("nan")
-    if _is_constant(s):
-        return 0.5
-    s = _min_max(s)
+    s = _min_max(s)  # a constant map becomes one plateau: 0.5 + 1 / (2 (n_fix + 1)), AUC-Judd's chance level
     n_neg = n_pix - n_fix
     thresholds = np.sort(s[fixated])[::-1]  # descending: the i-th threshold gives tp = i / n_fix
     negatives = np.sort(s[~fixated])

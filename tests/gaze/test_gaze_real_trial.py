@@ -121,7 +121,7 @@ def test_baselines_on_the_first_frames(trial):
 
     table, summary = E.evaluate_trial(trial, None, E.resolve_methods([], None), max_frames=100, progress=False)
     assert len(table) == 3 * 87 and summary["observations_scored"] == 87 and not summary["issues"]
-    means = table.groupby("method")[["nss", "auc_judd", "cc"]].mean()
-    assert means.loc["uniform"].tolist() == [0.0, 0.5, 0.0]
+    means = table.groupby("method")[["nss", "auc_borji", "shuffled_auc", "cc"]].mean()
+    assert means.loc["uniform"].tolist() == [0.0, 0.5, 0.5, 0.0]
     assert means.loc["centre_bias", "nss"] > 0.3  # Ms. Pac-Man players look near the centre of the maze
     assert (table["n_fixations"] > 0).all()  # each observation covers 8 frames of gaze
