@@ -1,11 +1,17 @@
 """Saliency methods side by side: maps per second on the same policy and the same observations.
 
     python benchmarks/saliency_methods.py [--policies nature fls] [--n-obs 16] [--repeats 5] [--threads 1]
+        [--methods gradient ... perturbation_before perturbation perturbation_action sarfa]
 
 Observations are real Breakout frames (an untrained agent playing; speed does not depend on the weights).
 Methods run at their default settings (SmoothGrad 20 samples, integrated gradients 32 steps, perturbation
-stride 5 = 324 perturbed copies per map). Calls are interleaved round-robin over the methods so machine load
-drifts hit every method alike; the median call time gives maps/s, and the ratio to ``gradient`` is printed.
+stride 5 = 324 perturbed copies per map). ``perturbation_before`` is the earlier Greydanus implementation
+(``perturbation.reference_maps``: every perturbed frame built and run through the whole network), so the
+speed-up of the perturbation family is measured side by side in the same run; its maps are checked against the
+new ones (largest difference relative to the largest value, printed). Calls are interleaved round-robin over
+the methods so machine load drifts hit every method alike; the median call time gives maps/s (wall clock) and
+maps per CPU-second of this process (less sensitive to other jobs on a shared machine), and the ratio to
+``gradient`` is printed.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -20,9 +27,11 @@ from stable_baselines3 import PPO
 
 from rl_saliency.envs import make_atari_vec_env
 from rl_saliency.saliency import get_method
+from rl_saliency.saliency.perturbation import reference_maps
 from rl_saliency.saliency.sanity import collect_observations
 
-METHODS = ("gradient", "smoothgrad", "integrated_gradients", "gradcam", "perturbation")
+METHODS = ("gradient", "smoothgrad", "integrated_gradients", "gradcam", "perturbation_before", "perturbation",
+           "perturbation_action", "sarfa")
 
 
 def build(policy: str, venv) -> PPO:
@@ -34,40 +43,64 @@ def build(policy: str, venv) -> PPO:
     return PPO("CnnPolicy", venv, n_steps=8, batch_size=8, device="cpu", seed=0, policy_kwargs=kwargs)
 
 
-def bench(model: PPO, obs: np.ndarray, methods: list[str], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each method on the whole batch."""
-    instances = {name: get_method(name) for name in methods}
-    for method in instances.values():  # warm-up: first-call allocations, lazy imports
-        method.attribute(model.policy, obs[:2])
+def method_call(name: str, stride: int) -> Callable:
+    """A function (policy, obs) -> maps for a method name (``perturbation_before``: the earlier form)."""
+    if name == "perturbation_before":
+        return lambda policy, obs: reference_maps(policy, obs, stride=stride)
+    kwargs = {"stride": stride} if name in ("perturbation", "perturbation_action", "sarfa") else {}
+    method = get_method(name, **kwargs)
+    return lambda policy, obs: method.attribute(policy, obs)
+
+
+def bench(model: PPO, obs: np.ndarray, methods: list[str], repeats: int, stride: int
+          ) -> tuple[dict[str, float], dict[str, float], dict[str, np.ndarray]]:
+    """Median wall-clock and CPU (this process) seconds per call of each method on the whole batch, and each
+    method's maps."""
+    calls = {name: method_call(name, stride) for name in methods}
+    for call in calls.values():  # warm-up: first-call allocations, lazy imports, the shortcut's check
+        call(model.policy, obs[:2])
     times: dict[str, list[float]] = {name: [] for name in methods}
+    cpu: dict[str, list[float]] = {name: [] for name in methods}
+    maps: dict[str, np.ndarray] = {}
     for _ in range(repeats):
-        for name, method in instances.items():
-            start = time.perf_counter()
-            maps = method.attribute(model.policy, obs)
+        for name, call in calls.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            maps[name] = call(model.policy, obs)
             times[name].append(time.perf_counter() - start)
-            assert maps.shape == (len(obs), 84, 84)
-    return {name: statistics.median(t) for name, t in times.items()}
+            cpu[name].append(time.process_time() - start_cpu)
+            assert maps[name].shape == (len(obs), 84, 84)
+    median = statistics.median
+    return {n: median(t) for n, t in times.items()}, {n: median(t) for n, t in cpu.items()}, maps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policies", nargs="+", default=["nature", "fls"], choices=["nature", "fls"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--n-obs", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--stride", type=int, default=5, help="perturbation grid stride")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     venv = make_atari_vec_env("breakout", n_envs=1, backend="sb3")
     for policy in args.policies:
         model = build(policy, venv)
         obs = collect_observations(model, "breakout", args.n_obs, seed=0)
-        methods = [*METHODS, "attention"] if policy == "fls" else list(METHODS)
-        seconds = bench(model, obs, methods, args.repeats)
-        print(f"\n{policy} policy, {args.n_obs} observations, torch threads {args.threads}")
-        print(f"{'method':22s} {'s/call':>8s} {'maps/s':>9s} {'vs gradient':>12s}")
+        methods = [*args.methods, "attention"] if policy == "fls" else list(args.methods)
+        seconds, cpu_seconds, maps = bench(model, obs, methods, args.repeats, args.stride)
+        base = "gradient" if "gradient" in seconds else methods[0]
+        print(f"\n{policy} policy, {args.n_obs} observations, torch threads {args.threads}, stride {args.stride}")
+        print(f"{'method':22s} {'s/call':>8s} {'maps/s':>9s} {'maps/CPU-s':>11s} {'vs ' + base:>14s}")
         for name in methods:
-            rate = args.n_obs / seconds[name]
-            print(f"{name:22s} {seconds[name]:8.3f} {rate:9.1f} {seconds['gradient'] / seconds[name]:11.3f}x")
+            rate, cpu_rate = args.n_obs / seconds[name], args.n_obs / cpu_seconds[name]
+            print(f"{name:22s} {seconds[name]:8.3f} {rate:9.1f} {cpu_rate:11.1f} "
+                  f"{seconds[base] / seconds[name]:13.3f}x")
+        if "perturbation_before" in maps and "perturbation" in maps:
+            before, after = maps["perturbation_before"], maps["perturbation"]
+            print(f"perturbation speed-up {seconds['perturbation_before'] / seconds['perturbation']:.2f}x wall, "
+                  f"{cpu_seconds['perturbation_before'] / cpu_seconds['perturbation']:.2f}x CPU; largest map "
+                  f"difference / largest value {np.abs(after - before).max() / before.max():.2e}")
     venv.close()
 
 

@@ -13,14 +13,13 @@ Target (``target=``): ``"action"`` (default) the logit (DQN: the Q-value) of the
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.ndimage import gaussian_filter
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from torch import nn
 
@@ -344,95 +343,19 @@ class GradCAM:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Perturbation (Greydanus et al.)
+# Perturbation: the family lives in ``saliency/perturbation.py``; importing it here registers its methods.
 # ---------------------------------------------------------------------------------------------------------------
 
-
-def grid_centres(size: int, stride: int) -> np.ndarray:
-    """Mask centres every ``stride`` pixels from 0, plus the last pixel, so the grid reaches the far edge
-    (the original code left the last row/column of the score grid empty)."""
-    if stride < 1:
-        raise OptionError(f"perturbation stride must be >= 1, got {stride}")
-    centres = np.arange(0, size, stride)
-    if centres[-1] != size - 1:
-        centres = np.append(centres, size - 1)
-    return centres
+_PERTURBATION_NAMES = ("Perturbation", "blob_masks", "grid_centres", "interpolate_grid")
 
 
-@lru_cache(maxsize=8)
-def blob_masks(size: int, stride: int, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows, cols, masks (len(rows) * len(cols), size, size)): Gaussian blobs of peak 1 on the grid."""
-    rows = cols = grid_centres(size, stride)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    masks = np.stack([np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2.0 * sigma**2)) for r in rows for c in cols])
-    return rows, cols, masks.astype(np.float32)
-
-
-def interpolate_grid(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear interpolation of a score grid sampled at (rows, cols) onto every pixel of a size x size map."""
-    pixels = np.arange(size)
-    along_rows = np.stack([np.interp(pixels, rows, grid[:, j]) for j in range(grid.shape[1])], axis=1)
-    return np.stack([np.interp(pixels, cols, along_rows[i]) for i in range(size)]).astype(np.float32)
-
-
-@register("perturbation")
-class Perturbation:
-    """Greydanus et al.: blur a Gaussian blob of the input, I' = I (1 - M) + blur(I) M, and score
-    0.5 ||L(I) - L(I')||^2, where L is the logit vector (``target='logits'``, default), one action's logit, or
-    the critic's value. All perturbed copies go through the network in batches of ``batch_size``."""
-
-    name = "perturbation"
-
-    def __init__(self, target: Target = "logits", stride: int = 5, sigma: float = 5.0, blur_sigma: float = 3.0,
-                 batch_size: int = 512):
-        grid_centres(84, stride)  # validates the stride
-        self.target = target
-        self.stride = stride
-        self.sigma = sigma
-        self.blur_sigma = blur_sigma
-        self.batch_size = batch_size
-
-    def _outputs(self, policy: BasePolicy, obs: torch.Tensor, target: np.ndarray | str) -> torch.Tensor:
-        logits, value = policy_outputs(policy, obs)
-        if isinstance(target, str):
-            return logits if target == "logits" else value[:, None]
-        return logits.gather(1, torch.as_tensor(target, device=logits.device).long()[:, None])
-
-    def score_grid(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor,
-                   target: Target = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(rows, cols, scores (N, len(rows), len(cols))) before upsampling."""
-        policy.set_training_mode(False)
-        obs = _float_input(policy, observations)
-        fixed = resolve_target(policy, obs, self.target if target is None else target)
-        n, size = len(obs), obs.shape[-1]
-        rows, cols, masks_np = blob_masks(size, self.stride, self.sigma)
-        masks = torch.as_tensor(masks_np, device=obs.device)[:, None]  # (K, 1, size, size)
-        k = len(masks)
-        blurred_np = gaussian_filter(obs.cpu().numpy(), sigma=(0, 0, self.blur_sigma, self.blur_sigma))
-        blurred = torch.as_tensor(blurred_np, device=obs.device)
-        with torch.no_grad():
-            clean = self._outputs(policy, obs, fixed)
-            scores = torch.empty(n * k, device=obs.device)
-            # Flattened (observation, mask) pairs, built chunk by chunk so memory stays at batch_size copies.
-            for s in _chunks(n * k, self.batch_size):
-                pair = torch.arange(s.start, s.stop, device=obs.device)
-                i, m = pair // k, pair % k
-                perturbed = obs[i] + (blurred[i] - obs[i]) * masks[m]
-                out = self._outputs(policy, perturbed, _take(fixed, i.cpu().numpy()))
-                scores[s] = 0.5 * (clean[i] - out).pow(2).sum(dim=1)
-        return rows, cols, scores.view(n, len(rows), len(cols)).cpu().numpy()
-
-    def attribute(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor, target: Target = None,
-                  **_: Any) -> np.ndarray:
-        rows, cols, grids = self.score_grid(policy, observations, target)
-        size = observations.shape[-1]
-        maps = np.stack([interpolate_grid(g, rows, cols, size) for g in grids])
-        return check_maps(np.maximum(maps, 0.0), len(maps))
-
-    def signed_attribute(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor,
-                         target: Target = None) -> np.ndarray:
-        """Scores are squared distances, so signed and absolute maps coincide."""
-        return self.attribute(policy, observations, target)
+def __getattr__(name: str) -> Any:
+    """The perturbation names that used to live here, resolved lazily (no import cycle)."""
+    if name in _PERTURBATION_NAMES:
+        return getattr(importlib.import_module("rl_saliency.saliency.perturbation"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 POST_HOC_METHODS = ("gradient", "smoothgrad", "integrated_gradients", "gradcam", "perturbation")
+
+importlib.import_module("rl_saliency.saliency.perturbation")  # registers perturbation, perturbation_action, sarfa
