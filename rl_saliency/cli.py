@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "gaze-eval": "rl_saliency.gaze.evaluator",
     "render": "rl_saliency.render.video",
     "sanity": "rl_saliency.saliency.sanity",
+    "trust": "rl_saliency.trust",
     "sweep": "rl_saliency.sweep",
     "games": "rl_saliency.envs.registry",
     "zoo": "rl_saliency.agents.zoo",
