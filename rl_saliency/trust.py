@@ -10,7 +10,8 @@ Columns (``saliency/faithfulness.py`` and ``saliency/sanity.py`` define the meas
 - robustness: Spearman correlation of the maps with the maps of the same observations plus small noise that
   leaves the action unchanged (higher = stable);
 - gaze NSS against Atari-HEAD human gaze, when ``--atari-head`` is given (centre bias for reference);
-- maps per second (wall clock, and per CPU-second of this process).
+- maps per second (wall clock, and per CPU-second of this process); ``trust.csv`` also has each part's wall-clock
+  and CPU seconds: the cost of the table per method.
 
 Output folder (per agent): ``trust.csv``, ``trust.md``, ``curves.png``; ``observations.npy``; ``random.json``
 (the random-order baseline); ``methods/<method>.json`` (each part of each method, written atomically as soon as
@@ -126,21 +127,22 @@ class _Timed:
     """A saliency method that adds up the seconds its ``attribute`` calls take."""
 
     def __init__(self, method: Any):
-        self.method, self.seconds = method, 0.0
+        self.method, self.seconds, self.cpu_seconds = method, 0.0, 0.0
 
     def attribute(self, policy: Any, observations: Any, **kwargs: Any) -> np.ndarray:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         try:
             return self.method.attribute(policy, observations, **kwargs)
         finally:
             self.seconds += time.perf_counter() - start
+            self.cpu_seconds += time.process_time() - start_cpu
 
 
 def gaze_nss(model_path: Path, game: str, atari_head: Path, methods: dict[str, Any], policy: Any,
              max_frames: int | None, stride: int, seed: int, progress: bool) -> dict[str, dict[str, Any]]:
     """NSS of each method (and of the centre bias) on the game's Atari-HEAD trials, through the gaze evaluator;
-    the trials are replayed once for all methods. ``seconds``: a method's own maps plus an equal share of the
-    replay and scoring."""
+    the trials are replayed once for all methods. ``seconds`` (wall clock) and ``cpu_seconds`` (this process): a
+    method's own maps plus an equal share of the replay and scoring."""
     from rl_saliency.envs.registry import resolve_game
     from rl_saliency.gaze.data import Trial, find_trials
     from rl_saliency.gaze.evaluator import evaluate_trial, replay_pool, summarise_trials
@@ -150,17 +152,19 @@ def gaze_nss(model_path: Path, game: str, atari_head: Path, methods: dict[str, A
     found = [t for t in found if t.game == wanted]
     if not found:
         raise DataError(f"no Atari-HEAD trial of {game} ({wanted}) under {atari_head}")
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     timed = {name: _Timed(method) for name, method in methods.items()}
     scorers = {**timed, "centre_bias": get_method("centre_bias")}
     tables = [evaluate_trial(Trial(files, strict=False), policy, scorers, stride=stride, max_frames=max_frames,
                              seed=seed, pool=replay_pool(model_path), progress=progress)[0] for files in found]
     shared = (time.perf_counter() - start - sum(t.seconds for t in timed.values())) / max(1, len(timed))
+    shared_cpu = (time.process_time() - start_cpu - sum(t.cpu_seconds for t in timed.values())) / max(1, len(timed))
     per_trial = summarise_trials(pd.concat(tables, ignore_index=True))
     nss = per_trial.groupby("method")["nss_mean"].mean()
     return {name: {"gaze_nss": float(nss[name]), "gaze_nss_centre_bias": float(nss["centre_bias"]),
                    "gaze_trials": len(found), "gaze_observations": int(per_trial["observations"].max()),
-                   "seconds": timed[name].seconds + shared, "seconds_shared": shared} for name in methods}
+                   "seconds": timed[name].seconds + shared, "cpu_seconds": timed[name].cpu_seconds + shared_cpu,
+                   "seconds_shared": shared} for name in methods}
 
 
 def _randomisation(policy: Any, obs: np.ndarray, name: str, kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -198,7 +202,7 @@ def evaluate_method(name: str, kwargs: dict[str, Any], policy: Any, obs: np.ndar
         if part in parts:
             bar.update()
             continue
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         if part == "speed":
             method.attribute(policy, obs[:1])  # warm-up: lazy set-up, first-call allocations
             wall, cpu = time.perf_counter(), time.process_time()
@@ -216,7 +220,8 @@ def evaluate_method(name: str, kwargs: dict[str, Any], policy: Any, obs: np.ndar
             result = {"robustness": r.mean, "robustness_pairs": len(r.correlations), "robustness_skipped": r.skipped}
         else:
             result = _randomisation(policy, obs[:settings["randomisation_obs"]], name, kwargs, settings["seed"])
-        parts[part] = {**result, "seconds": time.perf_counter() - start}
+        parts[part] = {**result, "seconds": time.perf_counter() - start,
+                       "cpu_seconds": time.process_time() - start_cpu}
         io.write_json(path, record)
         bar.update()
     bar.close()
@@ -256,6 +261,7 @@ def build_table(label: str, game: str, rows: dict[str, dict[str, Any]], baseline
                   "maps_per_s": flat.get("maps_per_s"), "maps_per_cpu_s": flat.get("maps_per_cpu_s")}
         for part in PARTS:
             record[f"seconds_{part}"] = parts.get(part, {}).get("seconds")
+            record[f"cpu_seconds_{part}"] = parts.get(part, {}).get("cpu_seconds")
         records.append(record)
     return pd.DataFrame(records)
 
@@ -272,13 +278,14 @@ def markdown_table(table: pd.DataFrame) -> str:
     lines = [f"**{first['agent']}** on {first['game']}, {int(first['n_obs'])} observations",
              "",
              "| method | deletion AUC ↓ (random) | insertion AUC ↑ (random) | randomisation top / all ↓ | "
-             "robustness ↑ | gaze NSS ↑ | maps/s |",
+             "robustness ↑ | gaze NSS ↑ | maps/s (per CPU-s) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for _, r in table.iterrows():
         lines.append(f"| {r['method']} | {_fmt(r['deletion_auc'])} ({_fmt(r['deletion_auc_random'])}) | "
                      f"{_fmt(r['insertion_auc'])} ({_fmt(r['insertion_auc_random'])}) | "
                      f"{_fmt(r['randomisation_top'], 2)} / {_fmt(r['randomisation_all'], 2)} | "
-                     f"{_fmt(r['robustness'], 2)} | {_fmt(r['gaze_nss'], 2)} | {_fmt(r['maps_per_s'], 1)} |")
+                     f"{_fmt(r['robustness'], 2)} | {_fmt(r['gaze_nss'], 2)} | {_fmt(r['maps_per_s'], 1)} "
+                     f"({_fmt(r['maps_per_cpu_s'], 1)}) |")
     centre = table["gaze_nss_centre_bias"].dropna()
     lines.append("")
     if len(centre):
@@ -286,7 +293,8 @@ def markdown_table(table: pd.DataFrame) -> str:
     lines.append("Deletion/insertion: probability of the originally chosen action as pixels are removed/restored, "
                  "area under the curve; in brackets the same with random pixel orders. Randomisation: Spearman "
                  "correlation with the maps after randomising the top layer (output heads) / all layers. "
-                 "Robustness: Spearman correlation under small noise that keeps the action.")
+                 "Robustness: Spearman correlation under small noise that keeps the action. Maps/s: wall clock, "
+                 "and per CPU-second of this process (the fairer figure on a shared machine).")
     return "\n".join(lines) + "\n"
 
 

@@ -172,26 +172,33 @@ def sarfa_score(clean: torch.Tensor, perturbed: torch.Tensor, actions: torch.Ten
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def separable_conv_delta(conv: nn.Conv2d, delta: torch.Tensor, row_profiles: torch.Tensor,
-                         col_profiles: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """clean + conv(delta * (row_r outer col_c)) (no bias in the second term) for every pair (r, c), row-major,
-    then ``clean`` itself: (R * C + 1, O, P, Q) in channels-last memory.
+def column_stage(conv: nn.Conv2d, delta: torch.Tensor, col_profiles: torch.Tensor) -> torch.Tensor:
+    """First half of conv(delta * (row_r outer col_c)) for every column profile c (once per observation):
+    T[p, u, c, q, o] = sum over input channels i and kernel columns v of weight[o, i, u, v] x
+    delta[i, s p + u, s q + v] x col_c[s q + v] (padding included), as (P, kh, C * Q * O).
 
-    delta (Cin, H, W); row_profiles (R, H); col_profiles (C, W); clean (O, P, Q), the convolution of the
-    unperturbed input. The kernel's patches of ``delta`` are weighted once (A = sum over input
-    channels of weight x patch), then the column and the row factors are contracted one at a time.
-    """
+    delta (Cin, H, W); col_profiles (C, W)."""
     (ph, pw), (sh, sw) = conv.padding, conv.stride
     weight = conv.weight.to(delta.dtype)
     n_out, _, kh, kw = weight.shape
-    rows = F.pad(row_profiles, (ph, ph)).unfold(1, kh, sh)  # (R, P, kh)
     cols = F.pad(col_profiles, (pw, pw)).unfold(1, kw, sw)  # (C, Q, kw)
     patches = F.pad(delta, (pw, pw, ph, ph)).unfold(1, kh, sh).unfold(2, kw, sw)  # (Cin, P, Q, kh, kw)
-    n_r, n_p, _ = rows.shape
-    n_c, n_q, _ = cols.shape
+    n_p, n_q = patches.shape[1:3]
+    n_c = len(cols)
     a = torch.einsum("oiuv,ipquv->qvupo", weight, patches).reshape(n_q, kw, kh * n_p * n_out)
     t = torch.bmm(cols.permute(1, 0, 2), a)  # (Q, C, kh * P * O): [q, c, u, p, o]
-    t = t.view(n_q, n_c, kh, n_p, n_out).permute(3, 2, 1, 0, 4).reshape(n_p, kh, n_c * n_q * n_out)
+    return t.view(n_q, n_c, kh, n_p, n_out).permute(3, 2, 1, 0, 4).reshape(n_p, kh, n_c * n_q * n_out)
+
+
+def row_stage(conv: nn.Conv2d, t: torch.Tensor, row_profiles: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """clean + conv(delta * (row_r outer col_c)) for every pair (r, c), row-major, then ``clean`` itself:
+    (R * C + 1, O, P, Q) in channels-last memory. ``t``: ``column_stage``'s output; row_profiles (R, H); clean
+    (O, P, Q), the convolution (with bias) of the unperturbed input."""
+    ph, sh = conv.padding[0], conv.stride[0]
+    n_out, n_p, n_q = clean.shape
+    kh = t.shape[1]
+    rows = F.pad(row_profiles, (ph, ph)).unfold(1, kh, sh)  # (R, P, kh)
+    n_r, n_c = len(rows), t.shape[2] // (n_q * n_out)
     d = torch.bmm(rows.permute(1, 0, 2), t)  # (P, R, C * Q * O): [p, r, c, q, o]
     d = d.view(n_p, n_r, n_c, n_q, n_out).permute(1, 2, 0, 3, 4)  # [r, c, p, q, o], blocks of Q * O contiguous
     out = torch.empty(n_r * n_c + 1, n_p, n_q, n_out, dtype=d.dtype, device=d.device)
@@ -223,14 +230,13 @@ class FirstConvShortcut:
     @classmethod
     def for_policy(cls, policy: BasePolicy, example: torch.Tensor) -> FirstConvShortcut | None:
         """The shortcut for ``policy`` if it gives the same outputs as a direct forward pass (checked once per
-        policy object on random frames), else None."""
-        if policy in cls._checked:
-            return cls._checked[policy]
-        shortcut = cls._probe(policy, example)
-        if shortcut is not None and not shortcut._agrees(policy, example):
-            shortcut = None
-        cls._checked[policy] = shortcut
-        return shortcut
+        policy object, input dtype and device, on random frames), else None."""
+        checked = cls._checked.setdefault(policy, {})
+        key = (example.dtype, example.device)
+        if key not in checked:
+            shortcut = cls._probe(policy, example)
+            checked[key] = shortcut if shortcut is not None and shortcut._agrees(policy, example) else None
+        return checked[key]
 
     @classmethod
     def _probe(cls, policy: BasePolicy, example: torch.Tensor) -> FirstConvShortcut | None:
@@ -267,7 +273,7 @@ class FirstConvShortcut:
         try:
             with torch.no_grad():
                 direct = policy_outputs(policy, torch.cat([x + (fill - x) * masks, x]))
-                fast = self.outputs(policy, x[0], (fill - x)[0], rows, cols)
+                fast = self.outputs(policy, self.prepare(x[0], (fill - x)[0], cols), rows)
             return all(a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5 * (1.0 + float(a.abs().max())))
                        for a, b in zip(direct, fast, strict=True))
         except Exception:  # noqa: BLE001 - any failure means: take the direct path
@@ -284,16 +290,24 @@ class FirstConvShortcut:
             for conv in self.convs:
                 del conv.forward
 
-    def outputs(self, policy: BasePolicy, frame: torch.Tensor, delta: torch.Tensor, row_profiles: torch.Tensor,
-                col_profiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Policy outputs (logits, value) on frame + delta * (row_r outer col_c) for every pair (r, c), row-major,
-        and last on the frame itself. frame, delta: (C, H, W) in the observation's units (0..255)."""
-        n = len(row_profiles) * len(col_profiles) + 1
-        results = []
+    def prepare(self, frame: torch.Tensor, delta: torch.Tensor, col_profiles: torch.Tensor
+                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """What one observation's masks share, per conv: (clean conv output, ``column_stage``).
+        frame, delta: (C, H, W) in the observation's units (0..255)."""
+        prepared = []
         for conv in self.convs:
             clean = F.conv2d((frame * self.scale)[None], conv.weight, conv.bias, conv.stride, conv.padding)[0]
-            results.append(separable_conv_delta(conv, delta * self.scale, row_profiles, col_profiles, clean))
-        dummy = torch.zeros((), dtype=frame.dtype, device=frame.device).expand(n, frame.shape[0], 1, 1)
+            prepared.append((clean, column_stage(conv, delta * self.scale, col_profiles)))
+        return prepared
+
+    def outputs(self, policy: BasePolicy, prepared: list[tuple[torch.Tensor, torch.Tensor]],
+                row_profiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy outputs (logits, value) on frame + delta * (row_r outer col_c) for every row profile r and every
+        column profile given to ``prepare``, row-major, and last on the frame itself."""
+        results = [row_stage(conv, t, row_profiles, clean) for conv, (clean, t) in zip(self.convs, prepared,
+                                                                                       strict=True)]
+        n, channels = len(results[0]), self.convs[0].in_channels
+        dummy = torch.zeros((), dtype=results[0].dtype, device=results[0].device).expand(n, channels, 1, 1)
         with self.patched(results):
             return policy_outputs(policy, dummy)
 
@@ -399,12 +413,13 @@ class Perturbation:
             for i in range(n):
                 target_i = fixed if isinstance(fixed, str) else fixed[i:i + 1]
                 delta = fills[i] - obs[i]
+                prepared = shortcut.prepare(obs[i], delta, col_profiles) if shortcut is not None else None
                 for start in range(0, len(grid.rows), rows_per_pass):
                     # the clean frame rides along as the last copy: clean and perturbed outputs come from the same
                     # pass, so rounding that they share cancels in the difference
                     rows = row_profiles[start:start + rows_per_pass]
                     if shortcut is not None:
-                        logits, value = shortcut.outputs(policy, obs[i], delta, rows, col_profiles)
+                        logits, value = shortcut.outputs(policy, prepared, rows)
                     else:
                         masks = (rows[:, None, :, None] * col_profiles[None, :, None, :]).reshape(
                             -1, 1, height, width)
