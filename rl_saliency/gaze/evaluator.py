@@ -441,6 +441,9 @@ def gaze_eval(model: str | Path | None, atari_head: str | Path, out: str | Path,
     if batch_size < 1 or (stride is not None and stride < 1) or (max_frames is not None and max_frames < 14):
         raise SpecError(f"--batch-size and --stride must be >= 1 and --max-frames >= 14 (one observation needs 14 "
                         f"frames); got --batch-size {batch_size}, --stride {stride}, --max-frames {max_frames}")
+    from rl_saliency.agents.zoo import resolve_model
+
+    model = resolve_model(model) if model is not None else None
     protocol = resolve_protocol(protocol, resolution=resolution, stride=stride)
     out = Path(out)
     pool = replay_pool(model, pool)
