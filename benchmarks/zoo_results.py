@@ -136,8 +136,10 @@ def main() -> None:
     trial = find_trials(args.atari_head, games=["ms_pacman"])[0][0].txt
     results: dict[str, Any] = {"trial": trial.stem, "agents": {}}
     for entry in args.agent:
+        from rl_saliency.agents.zoo import resolve_model
+
         name, model = entry.split("=", 1)
-        model = Path(model)
+        model = Path(resolve_model(model))
         untrained = args.untrained_dir / name / "model.zip"
         record: dict[str, Any] = {"model": str(model)}
         eval_json = args.out / name / "eval" / "evaluation.json"
