@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "sweep": "rl_saliency.sweep",
     "games": "rl_saliency.envs.registry",
     "zoo": "rl_saliency.agents.zoo",
+    "report": "rl_saliency.render.report",
+    "visualize": "rl_saliency.visualize.command",
 }
 
 
