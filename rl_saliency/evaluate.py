@@ -77,7 +77,10 @@ def evaluate(model_path: str | Path, game: str | None = None, episodes: int = 10
         out = Path(out)
         with io.output_lock(out):  # another writer of this folder is refused, a dead one's leftovers removed
             io.write_csv(out / "episodes.csv", table)
-            io.write_json(out / "evaluation.json", summary)
+            from rl_saliency.render.plots import agent_label, score_histogram
+
+            score_histogram(table["score"], out / "scores.png", game, agent_label(model_path), deterministic)
+            io.write_json(out / "evaluation.json", summary)  # last: marks the evaluation done
     return summary
 
 

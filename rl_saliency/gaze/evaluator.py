@@ -516,7 +516,10 @@ def gaze_eval(model: str | Path | None, atari_head: str | Path, out: str | Path,
     per_trial = pd.DataFrame(rows)
     per_game = summarise_games(per_trial)
     io.write_csv(out / "per_trial.csv", per_trial)
-    io.write_csv(out / "per_game.csv", per_game)
+    from rl_saliency.render.plots import agent_label, gaze_plots  # plots/: bars with 95 % CIs, NSS over the trial
+
+    gaze_plots(out, agent_label(model if policy is not None else None), trials=list(set(per_trial["trial"])))
+    io.write_csv(out / "per_game.csv", per_game)  # last: marks the run done (sweeps)
     result = {"per_trial": per_trial, "per_game": per_game}
     if keep_observations:
         tables = [pd.read_parquet(_trial_paths(out, t)[0]) for t in found]
