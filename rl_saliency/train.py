@@ -69,7 +69,8 @@ class MetricsWriter(KVWriter):
 
 def _scalars(values: dict[str, Any]) -> dict[str, Any]:
     """The numbers and strings of a log record, as plain Python values."""
-    kept = {k: v for k, v in values.items() if isinstance(v, (int, float, str)) or hasattr(v, "item")}
+    kept = {k: v for k, v in values.items()  # not images, nor histograms (arrays) logged for TensorBoard
+            if isinstance(v, (int, float, str)) or (hasattr(v, "item") and getattr(v, "ndim", 0) == 0)}
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in kept.items()}
 
 
@@ -293,8 +294,13 @@ def _metrics_before(path: Path, steps: int) -> list[dict[str, Any]]:
 def train(spec: AgentSpec | str | Path = DEFAULT_SPEC, game: str = "breakout", timesteps: int | None = None,
           out: str | Path | None = None, seed: int = 0, n_envs: int | None = None, backend: str = "ale",
           device: str | None = None, resume: bool = False, checkpoint_freq: int | None = None,
-          hyperparams: dict[str, Any] | None = None, progress: bool = True, verbose: int = 0) -> Path:
+          hyperparams: dict[str, Any] | None = None, progress: bool = True, verbose: int = 0,
+          tensorboard: str | Path | None = None) -> Path:
     """Train ``spec`` on ``game``; returns the run folder (holding ``model.zip``).
+
+    ``tensorboard``: a folder for TensorBoard event files (``<it>/<run folder name>``): SB3's scalars and the
+    agent's saliency over fixed observations (``agents/tensorboard.py``; the spec's ``tensorboard:`` section sets
+    what and how often, and alone logs to ``<run>/tensorboard``). On ``resume`` the run's own setting unless given.
 
     ``device``: ``auto`` (default for a new run; config.yaml records what it chose), ``cpu`` or ``cuda`` (refused
     where there is none); on ``resume`` the run's own setting unless given. The run folder is locked while
@@ -311,6 +317,7 @@ def train(spec: AgentSpec | str | Path = DEFAULT_SPEC, game: str = "breakout", t
             raise SpecError(f"--resume continues {run_dir} to its budget of {config['timesteps']} steps; "
                             f"--timesteps {int(timesteps)} differs (start a new run for another budget)")
         device = resolve_device(device or config.get("device_requested") or config["device"])
+        tensorboard = tensorboard or config.get("tensorboard")
     else:
         spec = spec if isinstance(spec, AgentSpec) else load_spec(spec)
         if hyperparams:
@@ -334,19 +341,41 @@ def train(spec: AgentSpec | str | Path = DEFAULT_SPEC, game: str = "breakout", t
                   "n_envs": n_envs, "backend": backend, "device": device, "device_requested": requested,
                   "checkpoint_freq": checkpoint_freq, "algo": spec.algo,
                   "spec_path": spec.path, "spec": spec.to_dict()}
+        if tensorboard:
+            config["tensorboard"] = str(tensorboard)
+    tb_dir = _tensorboard_dir(spec, tensorboard, run_dir)  # a bad tensorboard: section fails before anything
     with io.output_lock(run_dir):
         if not resume:
             if (run_dir / MODEL_FILE).exists() or list_checkpoints(run_dir / CHECKPOINT_DIR):
                 raise FileExistsError(f"run folder {run_dir} already holds a run; use --resume or another --out")
             io.write_yaml(run_dir / CONFIG_FILE, config)
-        return _train_locked(run_dir, config, spec, device, resume, progress, verbose)
+        return _train_locked(run_dir, config, spec, device, resume, progress, verbose, tb_dir)
+
+
+def _tensorboard_dir(spec: AgentSpec, tensorboard: str | Path | None, run_dir: Path) -> Path | None:
+    """Where this run's TensorBoard event files go: ``<--tensorboard>/<run name>``, else the spec section's
+    ``dir``, else ``<run>/tensorboard`` when the spec has a ``tensorboard:`` section; None: no TensorBoard."""
+    section = getattr(spec, "tensorboard", None)
+    if tensorboard is None and section is None:
+        return None
+    from rl_saliency.agents.tensorboard import check_config, tensorboard_available
+
+    settings = check_config(section, f"agent spec {spec.path or spec.name}: tensorboard")
+    base = tensorboard or settings["dir"]
+    if not tensorboard_available():
+        raise OptionError("TensorBoard logging needs the tensorboard package: pip install -e \".[tensorboard]\"")
+    return Path(base) / run_dir.name if base else run_dir / "tensorboard"
 
 
 def _train_locked(run_dir: Path, config: dict[str, Any], spec: AgentSpec, device: str, resume: bool,
-                  progress: bool, verbose: int) -> Path:
+                  progress: bool, verbose: int, tb_dir: Path | None = None) -> Path:
     venv = make_atari_vec_env(config["game"], config["n_envs"], seed=config["seed"], backend=config["backend"])
     state_savers: list[Any] = []
     callbacks: list[BaseCallback] = []
+    if tb_dir is not None:  # saliency images every N updates, the explorer's intrinsic-reward histogram
+        from rl_saliency.agents.tensorboard import SaliencyTensorBoardCallback
+
+        callbacks.append(SaliencyTensorBoardCallback.from_config(getattr(spec, "tensorboard", None), obs_dir=tb_dir))
     if spec.explorer:
         from rl_saliency.agents.exploration import make_explorer
 
@@ -385,7 +414,12 @@ def _train_locked(run_dir: Path, config: dict[str, Any], spec: AgentSpec, device
         venv.close()
         return run_dir
 
-    model.set_logger(Logger(str(run_dir), [MetricsWriter(run_dir / METRICS_FILE, metrics_rows, iterations_done)]))
+    outputs: list[KVWriter] = [MetricsWriter(run_dir / METRICS_FILE, metrics_rows, iterations_done)]
+    if tb_dir is not None:  # SB3's scalars, the saliency images and the explorer's statistics
+        from stable_baselines3.common.logger import TensorBoardOutputFormat
+
+        outputs.append(TensorBoardOutputFormat(str(tb_dir)))
+    model.set_logger(Logger(str(run_dir), outputs))
     for key, value in pending_log.items():  # the last update's losses, written with the next rollout's row
         model.logger.record(key, value)
     checkpointer = CheckpointAndProgress(run_dir, config["checkpoint_freq"], config["timesteps"], state_savers,
@@ -441,6 +475,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a hyperparameter, e.g. --set n_steps=64 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--tensorboard", default=None, metavar="DIR",
+                        help="write TensorBoard event files to DIR/<run folder name>: SB3's scalars and, every 10 "
+                        "updates, the agent's saliency over fixed observations (the spec's tensorboard: section "
+                        "sets method and frequency); view with: tensorboard --logdir DIR")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=_run)
 
@@ -449,6 +487,7 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = train(args.agent, game=args.game, timesteps=args.timesteps,
                     out=args.out, seed=args.seed, n_envs=args.n_envs, backend=args.backend, device=args.device,
                     resume=args.resume, checkpoint_freq=args.checkpoint_freq,
-                    hyperparams=_parse_overrides(args.overrides), progress=not args.no_progress)
+                    hyperparams=_parse_overrides(args.overrides), progress=not args.no_progress,
+                    tensorboard=args.tensorboard)
     print(f"trained: {run_dir / MODEL_FILE}")
     return 0

@@ -68,10 +68,12 @@ class AgentSpec:
     env_wrapper: str | None = None
     env_wrapper_kwargs: dict[str, Any] = field(default_factory=dict)
     explorer: dict[str, Any] | None = None
+    tensorboard: dict[str, Any] | None = None  # saliency images in TensorBoard (agents/tensorboard.py)
     path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "path"}
+        out = {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "path"
+               and not (k == "tensorboard" and v is None)}  # absent: older runs' and sweeps' specs compare equal
         return out
 
     def resolved_policy(self) -> Any:
@@ -151,7 +153,8 @@ def load_spec(name_or_path: str | Path = DEFAULT_SPEC) -> AgentSpec:
 # the expected type of each spec key (None may also be given where the default is None)
 _TYPES: dict[str, type] = {
     "name": str, "algo": str, "policy": str, "features_extractor": str, "features_extractor_kwargs": dict,
-    "policy_kwargs": dict, "hyperparams": dict, "env_wrapper": str, "env_wrapper_kwargs": dict, "explorer": dict}
+    "policy_kwargs": dict, "hyperparams": dict, "env_wrapper": str, "env_wrapper_kwargs": dict, "explorer": dict,
+    "tensorboard": dict}
 
 
 def _spec_count(value: Any, key: str, path: str | Path | None) -> int:
