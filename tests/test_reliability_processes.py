@@ -29,7 +29,7 @@ def start(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(condition, timeout: float = 90.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for(condition, timeout: float = 240.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.time() + timeout
     while not condition():
         if proc is not None and proc.poll() is not None:
@@ -61,7 +61,7 @@ def test_a_second_training_into_the_same_folder_is_refused_and_the_first_is_kept
     run = tmp_path / "run"
     first = start("train", "--timesteps", "384", "--seed", "1", "--out", str(run), *TINY)
     try:
-        wait_for(lambda: (run / io.LOCK_NAME).exists(), proc=first)
+        wait_for(lambda: (run / "config.yaml").exists(), proc=first)  # written with the lock held
         second = start("train", "--timesteps", "384", "--seed", "2", "--out", str(run), *TINY)
         _, err = second.communicate(timeout=120)
         assert second.returncode == 2, err
