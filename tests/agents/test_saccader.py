@@ -214,12 +214,13 @@ def test_cli_trains_and_evaluates_saccader_on_breakout(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_saccader_learns_to_find_the_cue_and_random_glimpses_do_not() -> None:
-    """PPO on the cue env (about 90 s of one CPU core): >= 90 % of the optimal return, the cue glimpsed in
+    """PPO on the cue env (about 2 min of one CPU core): >= 90 % of the optimal return, the cue glimpsed in
     >= 80 % of steps; the same policy with random glimpses stays near chance."""
     env = GlimpseActionWrapper(make_cue_vec_env(16, seed=0), n_glimpses=6, grid=GRID)
     model = PPO(SaccaderPolicy, env, n_steps=32, batch_size=128, n_epochs=4, learning_rate=1e-3, ent_coef=0.01,
                 gamma=0.0, gae_lambda=1.0, seed=0, device="cpu", policy_kwargs=dict(channels=32))
-    model.learn(24_576)
+    # 32k steps: with the reference's linear what/where mixing (no ReLU) 24k steps reached 0.887 of the optimum
+    model.learn(32_768)
     learned = evaluate_on_cue(model, episodes=300)
     assert learned["fraction_of_optimal"] >= 0.9, learned
     assert learned["cue_glimpse_rate"] >= 0.8, learned
