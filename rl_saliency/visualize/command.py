@@ -292,7 +292,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--gen-obs", type=int, default=2000, help="observations the agent plays for training")
     gen.add_argument("--gen-batch", type=int, default=64)
     gen.add_argument("--gen-lr", type=float, default=1e-3)
-    gen.add_argument("--feature-weight", type=float, default=1.0, help="weight of the feature-matching loss")
+    gen.add_argument("--feature-weight", type=float, default=1.0,
+                     help="weight of the feature-matching loss (relative to |E(x)|^2) against the pixel loss "
+                     "(squared error per stack, 0..1)")
     gen.add_argument("--checkpoint-every", type=int, default=250, help="training steps between checkpoints")
     gen.add_argument("--code-steps", type=int, default=200, help="ascent steps on the code")
     gen.add_argument("--code-lr", type=float, default=0.05, help="Adam step on the code, fraction of its bound a")

@@ -2,10 +2,11 @@
 
 1. A generator ``G`` learns to invert the agent's features extractor ``E`` (its output, the 512-d features of
    NatureCNN and this package's extractors): ``G(E(x)) ~ x`` on observations the agent itself played, with a pixel
-   loss (mean squared error on 0..1 frames) plus a feature-matching loss through the frozen extractor
-   (``|E(G(E(x))) - E(x)|^2`` relative to ``|E(x)|^2``). ``G``'s output is ``255 * sigmoid(.)``: always in
-   0..255. Training saves a checkpoint (weights, optimiser, step, random state, loss history) every
-   ``checkpoint_every`` steps and resumes from it to exactly the same result.
+   loss (squared error on 0..1 frames, summed over a stack's pixels) plus ``feature_weight`` times a
+   feature-matching loss through the frozen extractor (``|E(G(E(x))) - E(x)|^2`` relative to ``|E(x)|^2``).
+   The history records the pixel term as a mean squared error (``pixel_loss``, 0..1 scale). ``G``'s output is
+   ``255 * sigmoid(.)``: always in 0..255. Training saves a checkpoint (weights, optimiser, step, random state,
+   loss history) every ``checkpoint_every`` steps and resumes from it to exactly the same result.
 2. Activation maximisation then optimises the code ``h`` instead of the pixels: ``s(G(h)) - l2 |h|^2 / |a|^2``,
    ``h`` clipped to ``[0, a]`` per component, ``a`` = mean + 3 standard deviations of that component over the real
    codes (floor 0: the features follow a ReLU). ``s`` is an action's score or a unit (``targets.py``).
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -79,7 +81,8 @@ class Generator(nn.Module):
     """Code ``(N, D)`` -> frames ``(N, 4, 84, 84)`` in 0..255: a linear layer to 64x7x7, then transposed
     convolutions mirroring the Nature trunk (3x3/1 -> 9x9, 4x4/2 -> 20x20, 8x8/4 -> 84x84)."""
 
-    def __init__(self, code_dim: int, code_scale: torch.Tensor | None = None, width: int = 64):
+    def __init__(self, code_dim: int, code_scale: torch.Tensor | None = None, width: int = 64,
+                 pixel_mean: float | None = None):
         super().__init__()
         self.code_dim = code_dim
         self.width = width
@@ -90,6 +93,10 @@ class Generator(nn.Module):
             nn.ConvTranspose2d(width, width, 3, stride=1), nn.ReLU(),
             nn.ConvTranspose2d(width, 32, 4, stride=2), nn.ReLU(),
             nn.ConvTranspose2d(32, 4, 8, stride=4))
+        if pixel_mean is not None:  # start at the data's mean brightness, not mid-grey (Atari frames are dark)
+            p = min(max(pixel_mean / 255.0, 0.01), 0.99)
+            with torch.no_grad():
+                self.net[-1].bias.fill_(float(np.log(p / (1 - p))))
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         hidden = self.fc(code / self.code_scale).view(-1, self.width, 7, 7)
@@ -152,7 +159,7 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
         raise DataError(f"no generator checkpoint at {path}; train one first (rl-saliency visualize --what generator)")
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError, ValueError) as err:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
         raise DataError(f"generator checkpoint {path} is unreadable (corrupt or truncated: {err}); remove it to "
                         f"train afresh") from err
 
@@ -183,7 +190,7 @@ def train_generator(policy: BasePolicy, observations: np.ndarray, folder: str | 
     scale = code_std + 1e-6 + 0.01 * float(code_std.mean())
     with torch.random.fork_rng(devices=[]):  # the same initial weights for the same seed, whatever ran before
         torch.manual_seed(config.seed)
-        generator = Generator(codes.shape[1], scale).to(device)
+        generator = Generator(codes.shape[1], scale, pixel_mean=float(observations.mean())).to(device)
     optimiser = torch.optim.Adam(generator.parameters(), lr=config.lr)
     rng = torch.Generator().manual_seed(config.seed)
     print_digest = fingerprint(policy, observations)
@@ -227,15 +234,17 @@ def train_generator(policy: BasePolicy, observations: np.ndarray, folder: str | 
                 y = generator(h)
                 pixel = F.mse_loss(y / 255.0, x / 255.0)
                 feature = F.mse_loss(encode(policy, y), h) / h.pow(2).mean().clamp_min(1e-8)
-                loss = pixel + config.feature_weight * feature
+                # the pixel term summed over a stack's pixels (as in Dosovitskiy & Brox), the feature term relative:
+                # with a mean over 28,224 pixels the feature gradient is ~1000x the pixel one and swamps it
+                loss = pixel * y[0].numel() + config.feature_weight * feature
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
             optimiser.step()
             step += 1
-            history.append({"step": step, "pixel_loss": float(pixel), "feature_loss": float(feature),
-                            "loss": float(loss)})
+            history.append({"step": step, "pixel_loss": float(pixel.detach()), "feature_loss": float(feature.detach()),
+                            "loss": float(loss.detach())})
             bar.update()
-            bar.set_postfix(pixel=f"{float(pixel):.4f}", feature=f"{float(feature):.3f}")
+            bar.set_postfix(pixel=f"{float(pixel.detach()):.4f}", feature=f"{float(feature.detach()):.3f}")
             if step % config.checkpoint_every == 0 or step == config.steps:
                 _save_checkpoint(folder, state_now(), history)
     except KeyboardInterrupt:
