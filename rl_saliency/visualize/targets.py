@@ -63,7 +63,7 @@ def check_actions(actions: Sequence[Any] | None, n: int, names: Sequence[str] | 
         except (TypeError, ValueError):
             valid = False
         if not valid or not 0 <= index < n:
-            raise OptionError(f"action {action!r} is out of range: the policy has {n} actions ({_listing(n, names)})")
+            raise OptionError(f"action {action} is out of range: the policy has {n} actions ({_listing(n, names)})")
         checked.append(index)
     return checked
 
