@@ -5,8 +5,9 @@ The images go through SB3's own logger (``stable_baselines3.common.logger.Image`
 SB3's ``TensorBoardOutputFormat`` (``rl-saliency train --tensorboard DIR`` sets one up; in plain SB3,
 ``PPO(..., tensorboard_log=DIR)``). Each image is a strip of ``n_obs`` observations: the newest frame of each
 stack, enlarged ``scale`` times, with the map laid on as a jet heat map, each map scaled by its own maximum (where
-the agent looks, not how strongly). The observations are taken once, spread over the first rollout and over the
-envs, and kept in ``observations.npy`` beside the event files, so that a resumed run shows the same ones.
+the agent looks, not how strongly). The observations are taken once, spread over the first four rollouts (not just
+the games' openings) and over the envs, and kept in ``observations.npy`` beside the event files, so that a resumed
+run shows the same ones; the first image comes at the first update due once they are taken.
 
 With the novelty explorer (``agents/exploration.py``), the intrinsic rewards of each rollout are logged as a
 histogram (``explorer/intrinsic_reward``; the explorer's own ``explorer/*`` scalars come through the same logger)
@@ -40,6 +41,7 @@ DEFAULTS: dict[str, Any] = {"every": 10, "method": None, "method_kwargs": {}, "n
 NOT_TENSORBOARD = ("stdout", "log", "json", "csv")  # images and histograms go to TensorBoard only
 OBS_FILE = "observations.npy"
 SEPARATOR = 2  # white pixels between the observations of a strip
+COLLECT_ROLLOUTS = 4  # the fixed observations are spread over this many rollouts
 
 
 def check_config(config: dict[str, Any] | None, where: str = "tensorboard config") -> dict[str, Any]:
@@ -105,7 +107,7 @@ class SaliencyTensorBoardCallback(BaseCallback):
     """Every ``every`` updates, log the saliency of ``method`` over a fixed set of observations as an overlay strip
     (``saliency/<method>``), plus the explorer's intrinsic-reward histogram where there is one.
 
-    ``observations``: the fixed set ``(N, 4, 84, 84)``; default: taken from the first rollout (and kept in
+    ``observations``: the fixed set ``(N, 4, 84, 84)``; default: taken from the first rollouts (and kept in
     ``<obs_dir>/observations.npy`` when ``obs_dir`` is given, reused from there on a resume).
     """
 
@@ -158,8 +160,6 @@ class SaliencyTensorBoardCallback(BaseCallback):
         if self._intrinsic:
             self.logger.record("explorer/intrinsic_reward", np.asarray(self._intrinsic), exclude=NOT_TENSORBOARD)
             self._intrinsic = []
-        if self.observations is None and self._collected:
-            self._fix_observations()
         per_rollout = _rollout_steps(self.model)
         updates = max(self.model.num_timesteps // per_rollout - 1, 0)  # updates before this rollout's
         if self.observations is not None and updates % self.every == 0:
@@ -168,11 +168,12 @@ class SaliencyTensorBoardCallback(BaseCallback):
     # -------------------------------------------------------------------------------------------- internals
 
     def _collect(self, new_obs: Any) -> None:
-        """Keep one observation every few steps, cycling over the envs, until there are ``n_obs``."""
+        """Keep one observation every few steps (spread over ``COLLECT_ROLLOUTS`` rollouts), cycling over the envs,
+        until there are ``n_obs``."""
         if not isinstance(new_obs, np.ndarray) or new_obs.ndim != 4:
             return
         per_rollout = max(getattr(self.model, "n_steps", 0) or 128, 1)
-        gap = max(per_rollout // self.n_obs, 1)
+        gap = max(COLLECT_ROLLOUTS * per_rollout // self.n_obs, 1)
         if self._calls % gap == 0:
             self._collected.append(np.array(new_obs[len(self._collected) % len(new_obs)]))
         self._calls += 1

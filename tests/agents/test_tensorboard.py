@@ -14,7 +14,7 @@ import yaml
 
 from rl_saliency.agents.tensorboard import SaliencyTensorBoardCallback, check_config, overlay_strip
 from rl_saliency.cli import main
-from rl_saliency.errors import SpecError
+from rl_saliency.errors import OptionError, SpecError
 from rl_saliency.saliency import register
 
 pytest.importorskip("tensorboard")
@@ -83,20 +83,22 @@ def test_bad_spec_section_is_one_line_before_anything_is_written(tmp_path, capsy
 def test_train_tensorboard_logs_attention_images_and_scalars(tmp_path):
     spec = tmp_path / "fls_tb.yaml"
     spec.write_text(yaml.safe_dump({**yaml.safe_load(Path("agents/fls_sparse.yaml").read_text()),
-                                    "tensorboard": {"every": 2, "n_obs": 3}}))
+                                    "tensorboard": {"every": 1, "n_obs": 3}}))
     run, tb = tmp_path / "fls_run", tmp_path / "tb"
     assert main(["train", "--agent", str(spec), "--game", "breakout", "--timesteps", "256", "--out", str(run),
                  "--tensorboard", str(tb), *TINY]) == 0
     events = read_events(tb / "fls_run")
     images = events.Images("saliency/attention")
-    # 4 rollouts of 64 steps; images after updates 0 and 2 (the rollouts ending at steps 64 and 192)
-    assert [e.step for e in images] == [64, 192]
+    # 4 rollouts of 64 steps (32 per env); the 3 observations are taken 42 steps apart (spread over 4 rollouts), the
+    # last in the third rollout: images from then on, at every update
+    assert [e.step for e in images] == [192, 256]
     for event in images:
         assert (event.height, event.width) == (168, 3 * 168 + 2 * 2)
         pixels = decode(event)
         assert pixels.shape == (168, 508, 3) and pixels.std() > 5  # a frame with a heat map, not a blank image
     assert {"train/loss", "train/entropy_loss", "time/fps"} <= set(events.Tags()["scalars"])
-    assert np.load(tb / "fls_run" / "observations.npy").shape == (3, 4, 84, 84)
+    fixed = np.load(tb / "fls_run" / "observations.npy")
+    assert fixed.shape == (3, 4, 84, 84) and not np.array_equal(fixed[0], fixed[2])
     assert yaml.safe_load((run / "config.yaml").read_text())["tensorboard"] == str(tb)
     metrics = pd.read_csv(run / "metrics.csv")  # images and histograms stay out of metrics.csv
     assert len(metrics) == 4 and not any(c.startswith("saliency/") for c in metrics.columns)
@@ -119,7 +121,8 @@ def test_plain_sb3_with_explorer_logs_histogram_and_leaves_training_unchanged(tm
     """In plain SB3 (``tensorboard_log``): a method that draws from the global random state and the novelty map
     every update, the intrinsic rewards as a histogram; the weights end exactly as without the callback."""
     model, explorer_callback = _explorer_ppo(tmp_path / "tb")
-    callback = SaliencyTensorBoardCallback(every=1, method="test_global_rng", n_obs=2)
+    observations = np.random.default_rng(0).integers(0, 255, size=(2, 4, 84, 84), dtype=np.uint8)
+    callback = SaliencyTensorBoardCallback(every=1, method="test_global_rng", observations=observations)
     model.learn(128, callback=[callback, explorer_callback], tb_log_name="run")
     events = read_events(tmp_path / "tb" / "run_1")
     assert [e.step for e in events.Images("saliency/test_global_rng")] == [64, 128]
@@ -133,3 +136,24 @@ def test_plain_sb3_with_explorer_logs_histogram_and_leaves_training_unchanged(tm
     plain.learn(128, callback=[plain_explorer])
     for (name, a), b in zip(model.policy.state_dict().items(), plain.policy.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_a_resumed_run_reuses_the_fixed_observations(tmp_path):
+    from stable_baselines3 import PPO
+
+    from rl_saliency.agents import SparseFLS
+    from rl_saliency.envs import make_atari_vec_env
+
+    saved = np.random.default_rng(1).integers(0, 255, size=(4, 4, 84, 84), dtype=np.uint8)
+    np.save(tmp_path / "observations.npy", saved)
+    venv = make_atari_vec_env("breakout", n_envs=1, backend="sb3")
+    model = PPO("CnnPolicy", venv, n_steps=8, batch_size=8, device="cpu",
+                policy_kwargs={"features_extractor_class": SparseFLS})
+    callback = SaliencyTensorBoardCallback(obs_dir=tmp_path)
+    callback.init_callback(model)
+    venv.close()
+    assert callback.method_name == "attention" and np.array_equal(callback.observations, saved)
+    assert callback.saliency_strip(callback.method).shape == (168, 4 * 168 + 3 * 2, 3)
+    with pytest.raises(OptionError, match="built-in attention"):  # NatureCNN has no attention to show
+        SaliencyTensorBoardCallback(method="attention").init_callback(PPO("CnnPolicy", make_atari_vec_env(
+            "breakout", n_envs=1, backend="sb3"), n_steps=8, batch_size=8, device="cpu"))
