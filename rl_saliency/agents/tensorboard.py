@@ -4,10 +4,11 @@ observations as one overlay image, so a user watches attention form during train
 The images go through SB3's own logger (``stable_baselines3.common.logger.Image``), so the run needs a logger with
 SB3's ``TensorBoardOutputFormat`` (``rl-saliency train --tensorboard DIR`` sets one up; in plain SB3,
 ``PPO(..., tensorboard_log=DIR)``). Each image is a strip of ``n_obs`` observations: the newest frame of each
-stack, enlarged ``scale`` times, with the map laid on as a jet heat map, each map scaled by its own maximum (where
-the agent looks, not how strongly). The observations are taken once, spread over the first four rollouts (not just
-the games' openings) and over the envs, and kept in ``observations.npy`` beside the event files, so that a resumed
-run shows the same ones; the first image comes at the first update due once they are taken.
+stack, enlarged ``scale`` times, with the map laid on as a jet heat map, each map scaled from its own minimum to
+its maximum (where the agent looks, not how strongly: FLS attention, a softplus, sits well above 0 everywhere).
+The observations are taken once, spread over the first four rollouts (not just the games' openings) and over the
+envs, and kept in ``observations.npy`` beside the event files, so that a resumed run shows the same ones; the first
+image comes at the first update due once they are taken.
 
 With the novelty explorer (``agents/exploration.py``), the intrinsic rewards of each rollout are logged as a
 histogram (``explorer/intrinsic_reward``; the explorer's own ``explorer/*`` scalars come through the same logger)
@@ -79,17 +80,21 @@ def tensorboard_available() -> bool:
 
 def overlay_strip(observations: np.ndarray, maps: np.ndarray, scale: int = 2, alpha: float = 0.6) -> np.ndarray:
     """``(N, 4, 84, 84)`` observations and ``(N, 84, 84)`` maps -> one RGB uint8 image ``(H, W, 3)``: the newest
-    frame of each stack with its map (scaled by its own maximum) as a heat map, side by side."""
+    frame of each stack with its map (scaled from its own minimum to its maximum) as a heat map, side by side."""
     from rl_saliency.render.video import overlay
 
     panels = []
     for obs, saliency in zip(np.asarray(observations), np.asarray(maps, dtype=np.float32), strict=True):
         grey = np.asarray(obs[-1], dtype=np.uint8)
-        peak = float(saliency.max())
-        panel = overlay(np.repeat(grey[..., None], 3, axis=2), saliency / peak if peak > 0 else saliency,
-                        scale=scale, alpha=alpha)
+        panel = overlay(np.repeat(grey[..., None], 3, axis=2), min_max(saliency), scale=scale, alpha=alpha)
         panels += [panel, np.full((panel.shape[0], SEPARATOR, 3), 255, np.uint8)]
     return np.concatenate(panels[:-1], axis=1)
+
+
+def min_max(saliency: np.ndarray) -> np.ndarray:
+    """A map scaled to [0, 1] from its minimum to its maximum (all zeros for a constant map)."""
+    low, high = float(saliency.min()), float(saliency.max())
+    return (saliency - low) / (high - low) if high > low else np.zeros_like(saliency)
 
 
 def default_method(policy: Any) -> str:

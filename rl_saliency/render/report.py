@@ -340,10 +340,11 @@ def example_frames_html(folder: Path, run: dict[str, Any], methods: list[str], n
 def example_frames(folder: Path, run: dict[str, Any], methods: list[str], n_frames: int = 4
                    ) -> dict[str, tuple[bytes, str]]:
     """For each method, a PNG strip of ``n_frames`` observations of the first scored trial: the frame with the
-    agent's map (each scaled by its own maximum) | the same frame with the human gaze of the frames the observation
-    covers (dots over their blurred density). Empty when the model or the trial files are gone."""
+    agent's map (each scaled from its own minimum to its maximum) | the same frame with the human gaze of the frames
+    the observation covers (dots over their blurred density). Empty when the model or the trial files are gone."""
     import cv2
 
+    from rl_saliency.agents.tensorboard import min_max
     from rl_saliency.envs.replay import SPAN, replay_observations
     from rl_saliency.gaze.data import Trial
     from rl_saliency.gaze.evaluator import load_policy
@@ -386,8 +387,7 @@ def example_frames(folder: Path, run: dict[str, Any], methods: list[str], n_fram
         maps = upsample_to_frame(get_method(method).attribute(policy, obs), FRAME_SHAPE)
         pairs = []
         for i, saliency, right in zip(indices, maps, gaze_panels, strict=True):
-            peak = float(saliency.max())
-            left = overlay(frames[i], saliency / peak if peak > 0 else saliency, scale=1)
+            left = overlay(frames[i], min_max(saliency), scale=1)
             pair = np.concatenate([left, np.full((left.shape[0], 2, 3), 255, np.uint8), right], axis=1)
             cv2.putText(pair, f"frame {i}", (4, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
             pairs += [pair, np.full((pair.shape[0], 8, 3), 255, np.uint8)]
@@ -395,7 +395,7 @@ def example_frames(folder: Path, run: dict[str, Any], methods: list[str], n_fram
         ok, png = cv2.imencode(".png", cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
         if ok:
             out[method] = (png.tobytes(), f"trial {trial.name}, frames {', '.join(map(str, indices))}: left of each "
-                                          f"pair the agent's map, right the human gaze")
+                                          f"pair the agent's map (its own min to max), right the human gaze")
     return out
 
 
