@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from rl_saliency.trust import DEFAULT_METHODS, PARTS, trust_table
@@ -64,9 +63,8 @@ def main() -> None:
     shown = table[["method", *columns, "maps_per_cpu_s"]].copy()
     shown["cpu_seconds_total"] = shown[columns].sum(axis=1)
     shown["seconds_total"] = table[[c.removeprefix("cpu_") for c in columns]].sum(axis=1)
-    with pd.option_context("display.width", 160, "display.precision", 1):
-        print(f"{model.name}, {args.n_obs} observations, torch threads {args.threads}")
-        print(shown.to_string(index=False))
+    print(f"{model.name}, {args.n_obs} observations, torch threads {args.threads}")
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print(f"whole table (random baseline, tables and plot included): {total:.0f} s wall clock")
 
 
