@@ -50,22 +50,24 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 def jensen_renyi_divergence(mean: torch.Tensor, var: torch.Tensor, per_dimension: bool = False) -> torch.Tensor:
-    """Jensen-Renyi (order 2) divergence among K equally weighted diagonal Gaussians.
+    """Jensen-Renyi (order 2) divergence among K equally weighted diagonal Gaussians (MAX's utility).
 
     ``H2(mixture) - mean_i H2(P_i)`` with ``H2(mixture) = -log[(1/K^2) sum_ij N(mu_i; mu_j, S_i + S_j)]`` and
-    ``H2(N(mu, S)) = 1/2 log|S| + d/2 log(4 pi)``. The constant and log-determinant terms are folded
-    into each pairwise term per dimension before summing, so identical members give exactly 0 and large
-    ``d`` loses no precision; the sum over pairs is a log-sum-exp. It is 0 for identical members and
-    tends to ``log K`` as equal-variance members separate (like the Shannon JSD). With unequal variances
-    the order-2 version can dip below 0 (by up to about ``d/2`` times the spread of the members'
-    log-variances), which is why the explorer shrinks variances towards a common bound first.
+    ``H2(N(mu, S)) = 1/2 log|S| + d/2 log(4 pi)``. Computed in float64 whatever the input's dtype (the result
+    comes back in it): the constant and log-determinant terms are folded into each pairwise term per dimension
+    before summing, so identical members give exactly 0 and 512 dimensions lose no precision, and the sum
+    over the K^2 pairs is a log-sum-exp, so it stays finite however far apart the members are (it tends to
+    ``log K`` as equal-variance members separate, like the Shannon JSD). With unequal variances the order-2
+    version can dip below 0 (by up to about ``d/2`` times the spread of the members' log-variances), which
+    is why the explorer shrinks variances towards a common bound first, as MAX does.
 
     ``per_dimension=True`` gives the mean over dimensions of the divergence among the members' 1-D
-    marginals instead of the joint one: in hundreds of dimensions the joint divergence saturates at
-    ``log K`` as soon as the members disagree a little on many features, while the per-dimension mean
-    keeps grading the disagreement.
+    marginals instead of the joint one (not MAX's; an option): it saturates later in many dimensions but
+    ignores how the members' disagreements combine across dimensions.
     """
     _check_members(mean, var)
+    dtype = mean.dtype
+    mean, var = mean.double(), var.double()
     k = mean.shape[0]
     log_var = var.log()
     ref = log_var.mean(0)  # mean_k log var_k, per dimension
@@ -74,8 +76,8 @@ def jensen_renyi_divergence(mean: torch.Tensor, var: torch.Tensor, per_dimension
     # log N(mu_i; mu_j, S_i+S_j) + mean_k H2(P_k), per pair; exactly 0 for identical members
     pair = -0.5 * (diff2 / pair_var + torch.log(pair_var / 2.0) - ref)
     if per_dimension:
-        return (2.0 * math.log(k) - torch.logsumexp(pair.flatten(0, 1), dim=0)).mean(-1)
-    return 2.0 * math.log(k) - torch.logsumexp(pair.sum(-1).flatten(0, 1), dim=0)
+        return (2.0 * math.log(k) - torch.logsumexp(pair.flatten(0, 1), dim=0)).mean(-1).to(dtype)
+    return (2.0 * math.log(k) - torch.logsumexp(pair.sum(-1).flatten(0, 1), dim=0)).to(dtype)
 
 
 def jensen_shannon_mc(mean: torch.Tensor, var: torch.Tensor, n_samples: int = 256,
@@ -247,10 +249,14 @@ DEFAULTS: dict[str, Any] = {
     "gamma": 0.99,  # discount of the intrinsic return whose std normalises the bonus
     "var_min": 1e-2,
     "var_max": 1.0,
-    "var_decay": 0.1,  # MAX: in the utility, shrink variances towards var_max (1 = as predicted, 0 = all var_max)
+    # MAX: in the utility, shrink variances towards var_max (1 = as predicted, 0 = all var_max). "auto": MAX's 0.1,
+    # scaled by 64 / d for the joint divergence of d > 64 features (see ``var_decay_for``)
+    "var_decay": "auto",
     "norm_updates": 1,  # training rounds (rollout ends) that update the input / target normalisation
     "divergence": "jrd",  # jrd (closed form) | mc (Monte-Carlo Shannon JSD)
-    "per_dimension": None,  # mean of per-dimension divergences; None = when features have > 64 dimensions
+    # the joint divergence (MAX's) by default; True: the mean of per-dimension divergences. None is the rule of
+    # explorer states saved before the joint one became the default (per-dimension above 64 dimensions).
+    "per_dimension": False,
     "mc_samples": 64,
     "device": "cpu",
 }
@@ -273,13 +279,34 @@ def check_config(config: dict[str, Any] | None, where: str = "explorer config") 
     for key in ("lr", "buffer_size", "batch_size", "features_dim", "hidden", "var_min", "var_max", "mc_samples"):
         if not float(out[key]) > 0:
             raise SpecError(f"{where}: {key} must be > 0, got {out[key]!r}")
-    if not 0 <= float(out["var_decay"]) <= 1:
-        raise SpecError(f"{where}: var_decay must be in [0, 1], got {out['var_decay']!r}")
+    if out["var_decay"] != "auto" and not (isinstance(out["var_decay"], int | float) and 0 <= out["var_decay"] <= 1):
+        raise SpecError(f"{where}: var_decay must be a number in [0, 1] or auto, got {out['var_decay']!r}")
     if float(out["var_min"]) >= float(out["var_max"]):
         raise SpecError(f"{where}: var_min must be < var_max")
+    if out["per_dimension"] not in (True, False, None):
+        raise SpecError(f"{where}: per_dimension must be true or false, got {out['per_dimension']!r}")
     if float(out["beta"]) < 0 or not 0 <= float(out["gamma"]) < 1:
         raise SpecError(f"{where}: need beta >= 0 and 0 <= gamma < 1")
     return out
+
+
+MAX_VAR_DECAY, VAR_DECAY_DIMS = 0.1, 64
+
+
+def var_decay_for(var_decay: float | str, features_dim: int, per_dimension: bool) -> float:
+    """The variance shrinkage the utility uses: a number as given; ``auto``: MAX's 0.1, times 64 / d for the joint
+    divergence of d > 64 features.
+
+    With unequal member variances the order-2 divergence carries a term of about -(d/2) x (the spread of the
+    members' log-variances), so it grows with d times the shrinkage: at d = 512 and MAX's 0.1 it outweighs the
+    disagreement of the means (never-seen Atari frames scored below seen ones, benchmarks/explorer.py). Scaling
+    the shrinkage by 64 / d keeps that term as large as at 64 dimensions. The per-dimension mean needs no
+    scaling (each 1-D term is bounded alike)."""
+    if var_decay != "auto":
+        return float(var_decay)
+    if per_dimension or features_dim <= VAR_DECAY_DIMS:
+        return MAX_VAR_DECAY
+    return MAX_VAR_DECAY * VAR_DECAY_DIMS / features_dim
 
 
 def _action_dims(space: gym.Space) -> list[int]:
@@ -343,6 +370,7 @@ class NoveltyExplorer:
         self.encoder.eval()
         d, cfg = encoder.features_dim, self.config
         self.per_dimension = bool(cfg["per_dimension"]) if cfg["per_dimension"] is not None else d > 64
+        self.var_decay = var_decay_for(cfg["var_decay"], d, self.per_dimension)
         self.ensemble = GaussianEnsemble(d, sum(self.action_dims), int(cfg["n_models"]), int(cfg["hidden"]),
                                          int(cfg["n_layers"]), float(cfg["var_min"]), float(cfg["var_max"]),
                                          generator=self.generator).to(self.device)
@@ -380,7 +408,7 @@ class NoveltyExplorer:
         # MAX's variance shrinkage: the order-2 divergence punishes members whose aleatoric variances differ
         # (it can go far below 0 over many dimensions), so they are pulled towards the common upper bound
         var_max = float(self.config["var_max"])
-        var = var_max - float(self.config["var_decay"]) * (var_max - var)
+        var = var_max - self.var_decay * (var_max - var)
         if self.config["divergence"] == "mc":
             return jensen_shannon_mc(mean, var, int(self.config["mc_samples"]), generator=self.generator,
                                      per_dimension=self.per_dimension)
@@ -553,6 +581,8 @@ class NoveltyRewardWrapper(VecEnvWrapper):
             if ends:
                 terminal = np.stack([infos[i]["terminal_observation"] for i in ends])
                 next_features[ends] = ex.features(terminal)
+            # clamped at 0 (MAX ranks plans by the raw utility; as a reward, the order-2 divergence's dip below 0
+            # from unequal member variances is not novelty and would punish visits)
             intrinsic = ex.utility(self._last_features, self._actions).clamp_min(0.0).cpu().numpy().astype(np.float64)
         ex.add(self._last_features, self._actions, next_features)
         self._returns = self._returns * self.gamma + intrinsic

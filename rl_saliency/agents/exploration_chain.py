@@ -31,7 +31,8 @@ class ChainRun:
     timesteps: list[int] = field(default_factory=list)  # env steps at each episode end
     returns: list[float] = field(default_factory=list)  # extrinsic episode returns (info["episode"])
     first_far_end: int | None = None  # env steps when an episode first reached the far end
-    seconds: float = 0.0
+    frontier: list[tuple[int, int]] = field(default_factory=list)  # (env steps, state) each time a new furthest
+    seconds: float = 0.0                                            # state is first reached
 
     def reached(self) -> np.ndarray:
         return np.asarray(self.returns) >= 1.0
@@ -44,6 +45,8 @@ class _EpisodeRecorder(BaseCallback):
 
     def _on_step(self) -> bool:
         for info in self.locals["infos"]:
+            if "state" in info and (not self.run.frontier or info["state"] > self.run.frontier[-1][1]):
+                self.run.frontier.append((self.num_timesteps, int(info["state"])))
             episode = info.get("episode")
             if episode is None:
                 continue

@@ -84,6 +84,111 @@ def test_divergence_grows_with_the_separation_of_the_means() -> None:
     assert (mc[0] < mc[1]).all() and (mc[1] < mc[2]).all()
 
 
+def _jensen_renyi_direct(mean: np.ndarray, var: np.ndarray) -> float:
+    """The joint Jensen-Renyi divergence of K diagonal Gaussians (K, d), evaluated as written, with 60-digit
+    arithmetic: H2(mixture) = -log[(1/K^2) sum_ij N(mu_i; mu_j, S_i + S_j)] with each Gaussian density a product
+    over the d dimensions, minus mean_i H2(P_i) = 1/2 log|S_i| + d/2 log(4 pi). No folding, no log-sum-exp."""
+    import mpmath
+
+    mp = mpmath.mp
+    mp.dps = 60
+    k, d = mean.shape
+    mu = [[mp.mpf(float(x)) for x in row] for row in mean]
+    s = [[mp.mpf(float(x)) for x in row] for row in var]
+    mixture = mp.mpf(0)
+    for i in range(k):
+        for j in range(k):
+            density = mp.mpf(1)
+            for t in range(d):
+                v = s[i][t] + s[j][t]
+                density *= mp.exp(-(mu[i][t] - mu[j][t]) ** 2 / (2 * v)) / mp.sqrt(2 * mp.pi * v)
+            mixture += density
+    h_mixture = -mp.log(mixture / k**2)
+    h_members = mp.fsum(mp.log(mp.fprod(row)) / 2 for row in s) / k + mp.mpf(d) / 2 * mp.log(4 * mp.pi)
+    return float(h_mixture - h_members)
+
+
+@pytest.mark.parametrize("d,spread,var_low", [
+    (3, 1.0, 0.01),      # low dimension, wide variances
+    (3, 1e-4, 0.9999),   # nearly identical members: a divergence of ~1e-8 keeps its digits
+    (512, 0.04, 0.9),    # 512-d, the explorer's shrunk variances, not saturated (0.33 nats; log 5 = 1.61)
+    (512, 0.003, 0.9),   # 512-d, small disagreement (0.02 nats)
+    (512, 1.0, 0.9),     # 512-d, members far apart: the densities underflow float64, the value tends to log K
+], ids=["d3", "d3-near", "d512", "d512-near", "d512-far"])
+def test_joint_divergence_equals_the_formula_evaluated_directly(d, spread, var_low) -> None:
+    g = torch.Generator().manual_seed(d)
+    k = 5
+    mean = spread * torch.randn(k, 1, d, generator=g, dtype=torch.float64)
+    var = var_low + (1 - var_low) * torch.rand(k, 1, d, generator=g, dtype=torch.float64)
+    got = jensen_renyi_divergence(mean, var)
+    assert not jensen_renyi_divergence.__defaults__[0]  # joint unless asked for per-dimension
+    expected = _jensen_renyi_direct(mean[:, 0].numpy(), var[:, 0].numpy())
+    assert got[0].item() == pytest.approx(expected, rel=1e-9, abs=1e-14)
+    # float32 members (what the ensemble gives): computed in float64 inside, so only the output is rounded
+    got32 = jensen_renyi_divergence(mean.float(), var.float())
+    assert got32.dtype == torch.float32
+    expected32 = _jensen_renyi_direct(mean[:, 0].float().double().numpy(), var[:, 0].float().double().numpy())
+    assert got32[0].item() == pytest.approx(expected32, rel=1e-6, abs=1e-9)
+
+
+def test_joint_divergence_is_finite_at_512_dimensions_in_float32() -> None:
+    g = torch.Generator().manual_seed(1)
+    for scale, var_low in ((1e3, 1e-4), (1e-6, 1.0), (0.0, 0.9)):
+        mean = (scale * torch.randn(5, 64, 512, generator=g)).float()
+        var = (var_low + (1 - var_low) * torch.rand(5, 64, 512, generator=g)).float()
+        value = jensen_renyi_divergence(mean, var)
+        assert torch.isfinite(value).all() and value.shape == (64,)
+        assert (value <= math.log(5) + 1e-6).all()
+    mean.requires_grad_(True)
+    jensen_renyi_divergence(mean, var).sum().backward()  # the novelty saliency differentiates it
+    assert torch.isfinite(mean.grad).all()
+
+
+def test_explorer_uses_the_joint_divergence_by_default_at_512_dimensions() -> None:
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    small = {"hidden": 16, "buffer_size": 8}
+    explorer = NoveltyExplorer(space, gym.spaces.Discrete(4), small)
+    assert explorer.encoder.features_dim == 512 and explorer.per_dimension is False
+    assert explorer.var_decay == pytest.approx(0.1 * 64 / 512)  # auto: MAX's shrinkage scaled to 512 dims
+    per_dim = NoveltyExplorer(space, gym.spaces.Discrete(4), {**small, "per_dimension": True})
+    assert per_dim.per_dimension is True and per_dim.var_decay == 0.1
+    assert NoveltyExplorer(space, gym.spaces.Discrete(4), {**small, "var_decay": 0.1}).var_decay == 0.1
+    vector = NoveltyExplorer(gym.spaces.Box(0.0, 1.0, (20,), np.float32), gym.spaces.Discrete(2), small)
+    assert vector.per_dimension is False and vector.var_decay == 0.1  # 20-d: MAX's own setting
+    with pytest.raises(SpecError, match="per_dimension"):
+        check_config({"per_dimension": "yes"})
+    with pytest.raises(SpecError, match="var_decay"):
+        check_config({"var_decay": "some"})
+
+
+def test_auto_variance_shrinkage_keeps_the_joint_divergence_about_the_means_at_512_dimensions() -> None:
+    # Members that differ in confidence (one predicts half the variances of another): with MAX's shrinkage 0.1
+    # the order-2 variance term, about d/2 times the spread of the log-variances, swamps 512 dimensions: the
+    # divergence is about -1.3 when the members agree and still negative when their means disagree. Scaled
+    # by 64 / d it stays near 0 and near the value the means alone give.
+    from rl_saliency.agents.exploration import var_decay_for
+
+    g = torch.Generator().manual_seed(0)
+    d = 512
+    confidence = torch.linspace(0.5, 1.0, 5, dtype=torch.float64)[:, None, None]
+    predicted = ((0.01 + 0.99 * torch.rand(5, 4, d, generator=g, dtype=torch.float64)) * confidence).clamp(0.01, 1)
+    agree = torch.zeros(5, 4, d, dtype=torch.float64)
+    disagree = 0.05 * torch.randn(5, 4, d, generator=g, dtype=torch.float64)
+    means_only = jensen_renyi_divergence(disagree, torch.ones_like(predicted))  # equal variances: >= 0
+
+    def shrunk(decay: float) -> torch.Tensor:
+        return 1.0 - decay * (1.0 - predicted)  # the explorer's shrinkage towards var_max = 1
+
+    auto = var_decay_for("auto", d, per_dimension=False)
+    assert auto == pytest.approx(0.0125)
+    assert (jensen_renyi_divergence(agree, shrunk(0.1)) < -1.0).all()
+    assert (jensen_renyi_divergence(disagree, shrunk(0.1)) < 0).all()
+    assert (jensen_renyi_divergence(agree, shrunk(auto)).abs() < 0.05).all()
+    torch.testing.assert_close(jensen_renyi_divergence(disagree, shrunk(auto)), means_only, rtol=0.1, atol=0)
+    assert var_decay_for("auto", 20, per_dimension=False) == 0.1 and var_decay_for("auto", d, True) == 0.1
+    assert var_decay_for(0.3, d, per_dimension=False) == 0.3
+
+
 def test_divergence_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match="at least 2 members"):
         jensen_renyi_divergence(torch.zeros(1, 2, 3), torch.ones(1, 2, 3))
@@ -269,7 +374,7 @@ def test_per_dimension_divergence_is_the_mean_of_one_dimensional_ones() -> None:
     per_dim = jensen_renyi_divergence(mean, var, per_dimension=True)
     one_d = torch.stack([jensen_renyi_divergence(mean[..., i:i + 1], var[..., i:i + 1]) for i in range(5)], -1)
     assert torch.allclose(per_dim, one_d.mean(-1), atol=1e-10)
-    # in many dimensions the joint divergence saturates at log K while the per-dimension one still grades
+    # in many dimensions the joint divergence saturates at log K sooner than the per-dimension mean
     d = 512
     direction = torch.randn(5, 1, d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     ones = torch.ones(5, 1, d, dtype=torch.float64)
@@ -286,14 +391,14 @@ def test_per_dimension_divergence_is_the_mean_of_one_dimensional_ones() -> None:
 @pytest.mark.slow
 def test_on_atari_frames_of_another_game_are_more_novel_than_seen_ones() -> None:
     """Random-CNN features of Breakout frames: after a little online training, the utility of frames the
-    ensemble has seen is well below that of Pong frames it never saw (512-d, per-dimension divergence)."""
+    ensemble has seen is well below that of Pong frames it never saw (512-d, joint divergence)."""
     from rl_saliency.envs import make_atari_vec_env
 
     rng = np.random.default_rng(0)
     breakout, callback = make_explorer({"hidden": 64, "train_steps": 20}, make_atari_vec_env("breakout", 2, seed=0),
                                        seed=0)
     explorer = callback.explorer
-    assert explorer.per_dimension and explorer.encoder.features_dim == 512
+    assert not explorer.per_dimension and explorer.encoder.features_dim == 512
     breakout.reset()
     for step in range(120):
         breakout.step(rng.integers(0, 4, 2))
@@ -320,8 +425,10 @@ def test_on_atari_frames_of_another_game_are_more_novel_than_seen_ones() -> None
 def test_ppo_with_the_explorer_reaches_the_far_end_of_the_chain_where_plain_ppo_does_not() -> None:
     """25-state chain, 34-step episodes, 30k env steps per run (about 2 min of CPU in all).
     A uniform random walk reaches the far end in 0.004% of episodes, and plain PPO drifts towards the
-    small reward at the start; the explorer's bonus leads PPO along the chain (at least 2 of
-    seeds 0-2 find it by 15k steps). Curves over 5 seeds: benchmarks/explorer.py and docs/benchmarks.md."""
+    small reward at the start; the explorer's bonus leads PPO along the chain (seeds 0 and 1 find it by
+    15k steps; seed 2 reached state 23 of 24, and found the far end at 13.6k when the divergence was computed
+    in float32: single runs are that fragile, so 2 of 3 seeds are asked for). Curves over 5 seeds:
+    benchmarks/explorer.py and docs/benchmarks.md."""
     from rl_saliency.agents.exploration_chain import run_chain
 
     explored, plain = [], []
@@ -330,10 +437,8 @@ def test_ppo_with_the_explorer_reaches_the_far_end_of_the_chain_where_plain_ppo_
         plain.append(run_chain(False, seed=seed, timesteps=30_000, n_states=25))
     for run in plain:
         assert run.first_far_end is None, f"plain PPO reached the far end (seed {run.seed})"
-    # at least 2 of the 3 seeds find the far end (seed 2 did in the previous CI; on 2026-11-23, same code, it did not
-    # within 30k steps while seeds 0 and 1 still did by 15k)
-    found = [run.seed for run in explored if run.first_far_end is not None]
-    assert len(found) >= 2, f"PPO + explorer reached the far end only in seeds {found}"
+    found = [run.first_far_end is not None for run in explored]
+    assert sum(found) >= 2, f"PPO + explorer reached the far end in seeds {found} only"
     # and it learns to go there: most of its last episodes end up at the far end, in most seeds
     learned = [run.reached()[-len(run.returns) // 10:].mean() >= 0.5 for run in explored]
     assert sum(learned) >= 2, [run.reached()[-len(run.returns) // 10:].mean() for run in explored]
