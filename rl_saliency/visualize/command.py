@@ -306,7 +306,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fool.add_argument("--attack-steps", type=int, default=20, help="signed-gradient steps per bound")
     parser.add_argument("--observations", default=None, help="a .npy of observations (N, 4, 84, 84) instead of "
                         "playing the game")
-    parser.add_argument("--every", type=int, default=4, help="keep one observation every N agent steps")
+    parser.add_argument("--every", type=int, default=8, help="keep one observation every N agent steps (after 30)")
     parser.add_argument("--scale", type=int, default=2, help="sheet pixels per observation pixel")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")

@@ -159,3 +159,20 @@ def test_bad_settings_are_named(kwargs, message) -> None:
 def test_unknown_technique() -> None:
     with pytest.raises(OptionError, match="available: action, fooling, generator, unit"):
         get_visualizer("deepdream")
+
+
+def test_saccader_policy() -> None:
+    """Hard attention: the game action's logits reach the frame only through the glimpsed cells; actions, units of
+    its what/where trunks and fooling all work on the same call."""
+    from rl_saliency.agents.saccader import GlimpseActionWrapper, SaccaderPolicy
+    from rl_saliency.envs.cue import make_cue_vec_env
+
+    env = GlimpseActionWrapper(make_cue_vec_env(2, seed=0), n_glimpses=6, grid=7)
+    policy = PPO(SaccaderPolicy, env, n_steps=8, batch_size=8, seed=0, device="cpu",
+                 policy_kwargs=dict(channels=16, hidden_dim=32)).policy
+    vis = get_visualizer("action", steps=5).visualize(policy)
+    assert vis.frames.shape == (4, 4, 84, 84) and 0 <= vis.frames.min() and vis.frames.max() <= 255
+    assert "conv1" in unit_layers(policy) and "attention" not in unit_layers(policy)
+    obs = np.random.default_rng(0).integers(0, 256, (2, 4, 84, 84)).astype(np.uint8)
+    fooled = get_visualizer("fooling", max_bound=32, steps=5).visualize(policy, observations=obs)
+    assert fooled.table["flipped"].all() and (fooled.table["linf"] <= fooled.table["bound"]).all()
