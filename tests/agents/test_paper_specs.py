@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import gymnasium as gym
-import numpy as np
 import pytest
+from fake_atari import FakeAtari
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rl_saliency.agents import load_spec
@@ -13,18 +12,6 @@ TWINS = ["nature", "fls_sparse", "fls_sparse_pool", "fls_dense", "daqn", "rsppo"
 # what the paper's ppo2 run changes against rl-zoo's recipe (everything else must be the same)
 PAPER = {"clip_range": 0.1, "clip_range_vf": 0.1, "vf_coef": 0.25, "gamma": 0.99, "gae_lambda": 0.95,
          "max_grad_norm": 0.5}
-
-
-class RandomAtari(gym.Env):
-    observation_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
-    action_space = gym.spaces.Discrete(4)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return self.observation_space.sample(), {}
-
-    def step(self, action):
-        return self.observation_space.sample(), 0.0, False, False, {}
 
 
 @pytest.mark.parametrize("name", TWINS)
@@ -43,12 +30,12 @@ def test_paper_spec_is_the_rl_zoo_spec_with_ppo2_settings(name):
 
 @pytest.mark.parametrize("name", ["nature", "fls_sparse"])
 def test_paper_spec_builds_ppo_with_constant_clipping(name):
-    model = load_spec(f"{name}_paper").build_model(DummyVecEnv([RandomAtari]), device="cpu", batch_size=128)
+    model = load_spec(f"{name}_paper").build_model(DummyVecEnv([FakeAtari]), device="cpu", batch_size=128)
     for progress in (1.0, 0.5, 0.01):  # SB3 passes the remaining progress, 1 -> 0
         assert model.clip_range(progress) == pytest.approx(0.1)
         assert model.clip_range_vf(progress) == pytest.approx(0.1)
         assert model.lr_schedule(progress) == pytest.approx(2.5e-4 * progress)  # as rl-zoo and ppo2: decaying
     assert model.vf_coef == 0.25 and model.ent_coef == 0.01 and model.max_grad_norm == 0.5
     assert model.policy.optimizer.defaults["eps"] == 1e-5  # Adam's epsilon, as baselines' ppo2
-    zoo = load_spec(name).build_model(DummyVecEnv([RandomAtari]), device="cpu", batch_size=128)
+    zoo = load_spec(name).build_model(DummyVecEnv([FakeAtari]), device="cpu", batch_size=128)
     assert zoo.clip_range(0.5) == pytest.approx(0.05) and zoo.clip_range_vf is None

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 import torch
+from fake_atari import FakeAtari  # noqa: F401 - the tests import it from here too
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
@@ -12,22 +12,6 @@ from torch import nn
 # (rows, cols) of the patches the constructed policy reads: action 2 reads PATCH_A, action 1 reads PATCH_B
 PATCH_A = (slice(20, 32), slice(50, 62))
 PATCH_B = (slice(60, 72), slice(10, 22))
-
-
-class FakeAtari(gym.Env):
-    """Random stacked grey frames, ``n`` actions: enough to build an SB3 Atari policy without an emulator."""
-
-    observation_space = gym.spaces.Box(0, 255, (4, 84, 84), dtype=np.uint8)
-
-    def __init__(self, n: int = 4):
-        self.action_space = gym.spaces.Discrete(n)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return self.observation_space.sample(), {}
-
-    def step(self, action):
-        return self.observation_space.sample(), 0.0, False, False, {}
 
 
 def patch_mask(patch: tuple[slice, slice]) -> torch.Tensor:
