@@ -60,6 +60,17 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def _resolve_zoo_names(model: object) -> object:
+    """``zoo:<name>`` -> the zoo agent's zip, for one ``--model`` or several (``trust``); anything else as is."""
+    if isinstance(model, list):
+        return [_resolve_zoo_names(m) for m in model]
+    if isinstance(model, str) and model.startswith("zoo:"):
+        from rl_saliency.agents.zoo import resolve_model
+
+        return str(resolve_model(model))
+    return model
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -67,11 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        model = getattr(args, "model", None)
-        if isinstance(model, str) and model.startswith("zoo:"):  # every command's --model takes a zoo name
-            from rl_saliency.agents.zoo import resolve_model
-
-            args.model = str(resolve_model(model))
+        args.model = _resolve_zoo_names(getattr(args, "model", None))  # every command's --model takes zoo:<name>
         result = args.func(args)
     except KeyboardInterrupt as err:
         from rl_saliency.errors import Terminated

@@ -95,6 +95,9 @@ def test_an_unknown_zoo_name_lists_the_known_ones(capsys):
     err = capsys.readouterr().err
     assert "unknown zoo agent 'fls_sparse-mspacman' (did you mean fls_sparse-ms_pacman?)" in err
     assert all(name in err for name in SHIPPED) and "Traceback" not in err
+    # trust takes several models: each of them may be a zoo name
+    assert main(["trust", "--model", "zoo:nature-ms_pacman", "zoo:fls_sparse-mspacman", "--out", "unused"]) == 2
+    assert "unknown zoo agent 'fls_sparse-mspacman'" in capsys.readouterr().err
 
 
 def _fake_zoo(tmp_path, model_bytes: bytes | None):
