@@ -20,9 +20,8 @@ counting ties half (Mann-Whitney), AUC-Borji by thresholding positives and negat
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
+import torch
 
 EPS = 2.2204e-16  # MATLAB's eps, as the benchmark code uses
 BORJI_SPLITS = 100
@@ -207,19 +206,22 @@ def _as3d(a: np.ndarray, what: str) -> np.ndarray:
     return a
 
 
-def _per_map(fn: Callable[..., float], *stacks: np.ndarray, **kwargs) -> np.ndarray:
-    n = len(stacks[0])
-    if any(len(s) != n for s in stacks):
+def _check_lengths(*stacks: np.ndarray) -> None:
+    if len({len(s) for s in stacks}) != 1:
         raise ValueError(f"batches must have the same length, got {[len(s) for s in stacks]}")
-    return np.array([fn(*(s[k] for s in stacks), **kwargs) for k in range(n)], dtype=np.float64)
+    shapes = {s.shape[1:] for s in stacks}
+    if len(shapes) != 1:
+        raise ValueError(f"maps must have the same shape, got {sorted(shapes)}")
 
 
 def _finite_rows(s: np.ndarray) -> np.ndarray:
-    return np.isfinite(s.reshape(len(s), -1)).all(axis=1)
+    return np.isfinite(s.reshape(len(s), s[0].size if len(s) else 0)).all(axis=1)
 
 
 def _constant_rows(s: np.ndarray) -> np.ndarray:
-    flat = s.reshape(len(s), -1)
+    flat = s.reshape(len(s), s[0].size if len(s) else 0)
+    if flat.size == 0:
+        return np.zeros(len(s), dtype=bool)
     lo, hi = flat.min(axis=1), flat.max(axis=1)
     top = np.maximum(np.maximum(np.abs(lo), np.abs(hi)), 1e-300)
     return ~((hi - lo) > 1e-12 * top)
@@ -308,20 +310,167 @@ def info_gain_batch(saliency: np.ndarray, baseline: np.ndarray, fixation_counts:
     return out
 
 
+def _row_min_max(flat: np.ndarray) -> np.ndarray:
+    """``_min_max`` of every row of ``(N, P)`` with the same float operations (constant rows become ones)."""
+    const = _constant_rows(flat)
+    lo = flat.min(axis=1, keepdims=True)
+    span = flat.max(axis=1, keepdims=True) - lo
+    span[const] = 1.0
+    out = (flat - lo) / span
+    out[const] = 1.0
+    return out
+
+
+def _ragged_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The True entries of ``(N, P)`` row by row: their rows and columns, each row's count and first position."""
+    rows, cols = np.nonzero(mask)
+    counts = np.bincount(rows, minlength=len(mask))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return rows, cols, counts, starts
+
+
+def _sums_by_length(terms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The sum of each of the consecutive runs of ``terms`` of the given ``lengths``, with numpy's own summation
+    of a 1-D array (rows of equal length are summed as one 2-D block, which numpy sums row by row the same way),
+    so that a run's sum equals the per-map form's to the last bit."""
+    out = np.empty(len(lengths))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    for length in np.unique(lengths):
+        which = np.flatnonzero(lengths == length)
+        block = terms[starts[which][:, None] + np.arange(length)[None, :]]
+        out[which] = block.sum(axis=1)
+    return out
+
+
 def auc_judd_batch(saliency: np.ndarray, fixation_counts: np.ndarray) -> np.ndarray:
-    return _per_map(auc_judd, _as3d(saliency, "saliency"), _as3d(fixation_counts, "fixation_counts"))
+    """``auc_judd`` of every map at once (the same numbers, to the last bit): one sort of every map, the
+    negatives above and tied with each threshold counted by a batched binary search, the tie rule and the
+    trapezoid on the concatenated thresholds of all maps."""
+    s, f = _as3d(saliency, "saliency"), _as3d(fixation_counts, "fixation_counts")
+    _check_lengths(s, f)
+    n_pix = s.shape[1] * s.shape[2]
+    flat, fixated = s.reshape(len(s), n_pix), f.reshape(len(f), n_pix) > 0
+    n_fix_all = fixated.sum(axis=1)
+    out = np.full(len(s), np.nan)
+    valid = (n_fix_all > 0) & (n_fix_all < n_pix) & _finite_rows(s)
+    if not valid.any():
+        return out
+    norm, fixated, n_fix = _row_min_max(flat[valid]), fixated[valid], n_fix_all[valid]
+    n_neg = n_pix - n_fix
+    rows, cols, _, row_start = _ragged_rows(fixated)
+    values = norm[rows, cols]
+    order = np.lexsort((-values, rows))  # each row's thresholds in descending order, rows kept in order
+    values = values[order]
+    position = np.arange(len(values)) - row_start[rows]  # 0-based rank of a threshold within its map
+    # all pixels of the map below (left) and not above (right) each threshold, by a batched binary search
+    padded = np.zeros((len(norm), int(n_fix.max())))
+    padded[rows, position] = values
+    ordered = torch.from_numpy(np.sort(norm, axis=1))
+    left = torch.searchsorted(ordered, torch.from_numpy(padded), side="left").numpy()[rows, position]
+    right = torch.searchsorted(ordered, torch.from_numpy(padded), side="right").numpy()[rows, position]
+    # runs of equal thresholds within a map: start (global), length, and rank j (1-based) within the run
+    new_run = np.concatenate([[True], (values[1:] != values[:-1]) | (rows[1:] != rows[:-1])])
+    run = np.cumsum(new_run) - 1
+    run_starts = np.flatnonzero(new_run)
+    run_lengths = np.diff(np.concatenate([run_starts, [len(values)]]))
+    first_of_run = run_starts[run] - row_start[rows]  # fixated pixels of the map strictly above the threshold
+    j = np.arange(len(values)) - run_starts[run] + 1
+    fix_not_above = n_fix[rows] - first_of_run  # fixated pixels <= the threshold
+    fix_below = fix_not_above - run_lengths[run]
+    past_tied = right - fix_not_above  # non-fixated pixels <= the threshold
+    first_tied = left - fix_below  # non-fixated pixels < the threshold
+    above, tied = n_neg[rows] - past_tied, past_tied - first_tied
+    expected_above = above + tied * j / (run_lengths[run] + 1)
+    # each map's ROC points (0, 0), (fp_i, i / n_fix), ..., (1, 1) concatenated; the trapezoid rule on each
+    points = n_fix + 2
+    point_start = np.concatenate([[0], np.cumsum(points)[:-1]])
+    tp, fp = np.zeros(points.sum()), np.zeros(points.sum())
+    inner = point_start[rows] + 1 + position
+    tp[inner] = (position + 1) / n_fix[rows]
+    fp[inner] = expected_above / n_neg[rows]
+    last = point_start + points - 1
+    tp[last], fp[last] = 1.0, 1.0
+    terms = np.diff(fp) * (tp[1:] + tp[:-1]) / 2.0
+    terms = np.delete(terms, last[:-1])  # the steps from one map's (1, 1) to the next map's (0, 0)
+    out[valid] = _sums_by_length(terms, points - 1)
+    return out
 
 
 def auc_borji_batch(saliency: np.ndarray, fixation_counts: np.ndarray, rng: np.random.Generator,
                     splits: int = BORJI_SPLITS) -> np.ndarray:
-    return _per_map(auc_borji, _as3d(saliency, "saliency"), _as3d(fixation_counts, "fixation_counts"),
-                    rng=rng, splits=splits)
+    """``auc_borji`` of every map at once, drawing from ``rng`` the same random negatives in the same order
+    (one draw for the whole batch is the per-map draws concatenated), so the numbers are the same to the last
+    bit. Each value is reduced to how many thresholds it reaches, counted per split by one ``bincount``."""
+    s, f = _as3d(saliency, "saliency"), _as3d(fixation_counts, "fixation_counts")
+    _check_lengths(s, f)
+    n_pix = s.shape[1] * s.shape[2]
+    flat, fixated = s.reshape(len(s), n_pix), f.reshape(len(f), n_pix) > 0
+    n_fix_all = fixated.sum(axis=1)
+    finite = _finite_rows(s)
+    out = np.full(len(s), np.nan)
+    out[(n_fix_all > 0) & finite & _constant_rows(s)] = 0.5
+    drawn = (n_fix_all > 0) & finite & ~_constant_rows(s)
+    if not drawn.any():
+        return out
+    norm, fixated, n_fix = _row_min_max(flat[drawn]), fixated[drawn], n_fix_all[drawn]
+    n_maps, n_t = len(norm), len(BORJI_THRESHOLDS)
+    ascending = BORJI_THRESHOLDS[::-1]
+
+    def reached(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+        """Per group: how many of ``values`` are >= each threshold, ``(n_groups, T)``."""
+        missed = n_t - np.searchsorted(ascending, values, side="right")  # thresholds above the value
+        hist = np.bincount(group * (n_t + 1) + missed, minlength=n_groups * (n_t + 1)).reshape(n_groups, n_t + 1)
+        return np.cumsum(hist[:, :n_t], axis=1)  # >= t_i  <=>  fewer than i + 1 thresholds missed
+
+    rows, cols, _, _ = _ragged_rows(fixated)
+    tp = reached(norm[rows, cols], rows, n_maps) / n_fix[:, None]
+    draws = rng.integers(0, norm.shape[1], size=splits * int(n_fix.sum()))
+    per_map = splits * n_fix
+    owner = np.repeat(np.arange(n_maps), per_map)
+    split = owner * splits + (np.arange(len(draws)) - np.repeat(np.cumsum(per_map) - per_map, per_map)) // \
+        np.repeat(n_fix, per_map)
+    fp = reached(norm[owner, draws], split, n_maps * splits) / np.repeat(n_fix, splits)[:, None]
+    tp = np.concatenate([np.zeros((n_maps, 1)), tp, np.ones((n_maps, 1))], axis=1)
+    fp = np.concatenate([np.zeros((len(fp), 1)), fp, np.ones((len(fp), 1))], axis=1)
+    tp = np.repeat(tp, splits, axis=0)
+    areas = (np.diff(fp, axis=1) * (tp[:, 1:] + tp[:, :-1]) / 2).sum(axis=1)  # one row per (map, split)
+    out[drawn] = areas.reshape(n_maps, splits).mean(axis=1)
+    return out
 
 
 def shuffled_auc_batch(saliency: np.ndarray, fixation_counts: np.ndarray,
                        other_fixation_counts: np.ndarray) -> np.ndarray:
-    return _per_map(shuffled_auc, _as3d(saliency, "saliency"), _as3d(fixation_counts, "fixation_counts"),
-                    _as3d(other_fixation_counts, "other_fixation_counts"))
+    """``shuffled_auc`` of every map at once: the positives and negatives of all maps as one list each, keyed by
+    (map, rank of the value among all values of the batch), so one sorted search serves every map."""
+    s, f = _as3d(saliency, "saliency"), _as3d(fixation_counts, "fixation_counts")
+    o = _as3d(other_fixation_counts, "other_fixation_counts")
+    _check_lengths(s, f, o)
+    axes = (1, 2)
+    out = np.full(len(s), np.nan)
+    defined = (f.sum(axis=axes) > 0) & (o.sum(axis=axes) > 0) & _finite_rows(s)
+    const = _constant_rows(s)
+    out[defined & const] = 0.5
+    scored = defined & ~const
+    if not scored.any():
+        return out
+    flat = s.reshape(len(s), -1)[scored]
+    f_flat, o_flat = f.reshape(len(f), -1)[scored], o.reshape(len(o), -1)[scored]
+    pos_rows, pos_cols, _, _ = _ragged_rows(f_flat > 0)
+    neg_rows, neg_cols, _, _ = _ragged_rows(o_flat > 0)
+    pos, neg = flat[pos_rows, pos_cols], flat[neg_rows, neg_cols]
+    pos_w, neg_w = f_flat[pos_rows, pos_cols], o_flat[neg_rows, neg_cols]
+    _, rank = np.unique(np.concatenate([pos, neg]), return_inverse=True)  # equal values, equal ranks
+    width = int(rank.max()) + 2
+    pos_key, neg_key = pos_rows * width + rank[:len(pos)], neg_rows * width + rank[len(pos):]
+    order = np.argsort(neg_key, kind="stable")
+    neg_key, neg_w = neg_key[order], neg_w[order]
+    cum = np.concatenate([[0.0], np.cumsum(neg_w)])
+    below = cum[np.searchsorted(neg_key, pos_key, side="left")] - cum[np.searchsorted(neg_key, pos_rows * width)]
+    equal = cum[np.searchsorted(neg_key, pos_key, side="right")] - cum[np.searchsorted(neg_key, pos_key)]
+    n_rows = len(flat)
+    numerator = np.bincount(pos_rows, weights=pos_w * (below + 0.5 * equal), minlength=n_rows)
+    out[scored] = numerator / (f_flat.sum(axis=1) * o_flat.sum(axis=1))
+    return out
 
 
 def all_metrics_batch(saliency: np.ndarray, fixation_counts: np.ndarray, gaze_density: np.ndarray,
