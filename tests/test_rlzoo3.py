@@ -1,6 +1,7 @@
 """rl-zoo3 interop: train with this package's Sparse FLS extractor from rl-zoo3's own hyperparameter YAML (the
 extractor named by import path in ``policy_kwargs``) through rl-zoo3's train entry point, then use its zip in
-``evaluate``, ``render`` and ``gaze-eval``. Skips without rl_zoo3 (``pip install -e ".[zoo]"``)."""
+``evaluate``, ``render`` and ``gaze-eval``. Skips without rl_zoo3 (``pip install -e ".[zoo]"``; CI installs it,
+so it runs there)."""
 
 from __future__ import annotations
 
