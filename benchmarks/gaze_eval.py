@@ -8,7 +8,13 @@ Stages, each over the first ``--frames`` raw frames of the trial:
   attention  baselines + an untrained Sparse FLS PPO's attention (obs/s)
 and one full-trial pass of ``replay`` whose peak memory shows that a trial is never held in memory.
 
+``baselines`` and ``attention`` run twice, side by side, ``--rounds`` times alternately: ``before``, the metrics
+as they were before issue 17 (``_gaze_metrics_before.py``: per-map loops for the rank metrics, every metric
+redoing its own per-map work, for every method), and ``after``, the package's (batched, shared per batch,
+static maps done once). Both must give the same table: the largest difference is printed.
+
     python benchmarks/gaze_eval.py --frames 2000
+    python benchmarks/gaze_eval.py --frames 1000 --rounds 2 --skip-stages --skip-full   # before/after only
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import _gaze_metrics_before
 import numpy as np
+import pandas as pd
 import torch
 
 from rl_saliency.envs.replay import replay_observations
@@ -44,11 +52,31 @@ def timed(label: str, fn, count_unit: str) -> dict:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     row = {"stage": label, "count": count, "seconds": seconds, "cpu_seconds": cpu, "rate": count / cpu,
-           "unit": count_unit, "traced_peak_mib": peak / 2**20, "rss_peak_mib": peak_rss_mib()}
-    print(f"{label:11s} {count:6d} {count_unit:6s} wall {seconds:7.2f} s  cpu {cpu:7.2f} s  {row['rate']:7.1f} "
-          f"{count_unit}/cpu-s  python-heap peak {row['traced_peak_mib']:5.1f} MiB  process RSS peak "
-          f"{row['rss_peak_mib']:4.0f} MiB", flush=True)
+           "wall_rate": count / seconds, "unit": count_unit, "traced_peak_mib": peak / 2**20,
+           "rss_peak_mib": peak_rss_mib()}
+    print(f"{label:17s} {count:6d} {count_unit:6s} wall {seconds:7.2f} s  cpu {cpu:7.2f} s  {row['wall_rate']:7.1f} "
+          f"{count_unit}/s  {row['rate']:7.1f} {count_unit}/cpu-s  python-heap peak {row['traced_peak_mib']:5.1f} MiB  "
+          f"process RSS peak {row['rss_peak_mib']:4.0f} MiB", flush=True)
     return row
+
+
+def metrics_version(which: str) -> None:
+    """Point the evaluator at the metrics of ``which``: ``before`` (issue 17's starting point) or ``after``."""
+    if which == "before":
+        E.all_metrics_batch, E.prepare = _gaze_metrics_before.all_metrics_batch, lambda maps: maps
+    else:
+        from rl_saliency.gaze import metrics
+
+        E.all_metrics_batch, E.prepare = metrics.all_metrics_batch, metrics.prepare
+
+
+def largest_difference(a: pd.DataFrame, b: pd.DataFrame) -> float:
+    from rl_saliency.gaze.metrics import METRICS
+
+    x, y = a[list(METRICS)].to_numpy(), b[list(METRICS)].to_numpy()
+    if not np.array_equal(np.isnan(x), np.isnan(y)):
+        return float("inf")
+    return float(np.nanmax(np.abs(x - y))) if np.isfinite(x).any() else 0.0
 
 
 def attention_policy():
@@ -73,6 +101,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=2000, help="raw frames per timed stage")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--skip-full", action="store_true", help="skip the full-trial replay pass")
+    parser.add_argument("--skip-stages", action="store_true", help="skip the stream, replay and maps stages")
+    parser.add_argument("--rounds", type=int, default=1, help="before/after rounds, alternated")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -81,8 +111,10 @@ def main() -> None:
     print(f"trial {trial.name}: {len(trial.gaze)} frames, {trial.gaze.n_samples} gaze samples; txt parsed in "
           f"{time.perf_counter() - start:.2f} s; torch threads 1")
     n = args.frames
-    rows = [timed("stream", lambda: sum(1 for _ in trial.frames(max_index=n)), "frames")]
-    rows.append(timed("replay", lambda: sum(1 for _ in replay_observations(trial.frames(max_index=n))), "obs"))
+    rows = []
+    if not args.skip_stages:
+        rows.append(timed("stream", lambda: sum(1 for _ in trial.frames(max_index=n)), "frames"))
+        rows.append(timed("replay", lambda: sum(1 for _ in replay_observations(trial.frames(max_index=n))), "obs"))
 
     def maps_only() -> int:
         from rl_saliency.gaze.fixations import gaze_density, observation_counts, observation_indices, shuffled_negatives
@@ -101,21 +133,46 @@ def main() -> None:
                 batch = []
         return done + len(batch)
 
-    rows.append(timed("maps", maps_only, "obs"))
+    if not args.skip_stages:
+        rows.append(timed("maps", maps_only, "obs"))
     baselines = E.resolve_methods([], None)
-    rows.append(timed("baselines", lambda: len(E.evaluate_trial(trial, None, baselines, max_frames=n, progress=False,
-                                                                 batch_size=args.batch_size)[0]) // 3, "obs"))
     policy = attention_policy()
     with_attention = E.resolve_methods(["attention"], policy)
-    rows.append(timed("attention", lambda: len(E.evaluate_trial(
-        trial, policy, with_attention, max_frames=n, progress=False, batch_size=args.batch_size)[0]) // 4, "obs"))
+    tables: dict[str, pd.DataFrame] = {}
+
+    def scored(label: str, which: str, model, methods) -> int:
+        metrics_version(which)
+        table = E.evaluate_trial(trial, model, methods, max_frames=n, progress=False, batch_size=args.batch_size)[0]
+        tables[label] = table
+        return len(table) // len(methods)
+
+    for _ in range(args.rounds):
+        for which in ("before", "after"):
+            rows.append(timed(f"baselines-{which}", lambda w=which: scored(f"b-{w}", w, None, baselines), "obs"))
+        for which in ("before", "after"):
+            rows.append(timed(f"attention-{which}", lambda w=which: scored(f"a-{w}", w, policy, with_attention),
+                              "obs"))
+    metrics_version("after")
+    print(f"largest |after - before| over every metric and row: baselines "
+          f"{largest_difference(tables['b-before'], tables['b-after']):.3g}, attention "
+          f"{largest_difference(tables['a-before'], tables['a-after']):.3g}")
+    for stage in ("baselines", "attention"):
+        ratios = [a["wall_rate"] / b["wall_rate"] for b, a in zip(
+            [r for r in rows if r["stage"] == f"{stage}-before"], [r for r in rows if r["stage"] == f"{stage}-after"],
+            strict=True)]
+        cpu = [a["rate"] / b["rate"] for b, a in zip(
+            [r for r in rows if r["stage"] == f"{stage}-before"], [r for r in rows if r["stage"] == f"{stage}-after"],
+            strict=True)]
+        print(f"{stage}: after / before, obs per wall second {', '.join(f'{x:.2f}x' for x in ratios)}; "
+              f"per CPU second {', '.join(f'{x:.2f}x' for x in cpu)}")
     if not args.skip_full:
         rows.append(timed("full-replay", lambda: sum(1 for _ in replay_observations(trial.frames())), "obs"))
         print(f"full trial stream report: {trial.last_report.emitted} frames, peak reorder buffer "
               f"{trial.last_report.peak_buffer_frames} frames, issues: {trial.last_report.issues() or 'none'}")
     base = {r["stage"]: r["rate"] for r in rows}
-    print("ratios (obs per cpu-s relative to replay): " + ", ".join(
-        f"{k} {v / base['replay']:.3f}" for k, v in base.items() if k not in ("stream",)))
+    if "replay" in base:
+        print("ratios (obs per cpu-s relative to replay): " + ", ".join(
+            f"{k} {v / base['replay']:.3f}" for k, v in base.items() if k not in ("stream",)))
 
 
 if __name__ == "__main__":

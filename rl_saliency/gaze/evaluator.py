@@ -41,7 +41,7 @@ from rl_saliency.gaze.fixations import (
     observation_indices,
     shuffled_negatives,
 )
-from rl_saliency.gaze.metrics import METRICS, all_metrics_batch
+from rl_saliency.gaze.metrics import METRICS, all_metrics_batch, prepare
 from rl_saliency.gaze.protocol import PROTOCOLS, Protocol, from_label, resolve_protocol
 from rl_saliency.saliency.base import upsample_to_frame
 
@@ -181,12 +181,15 @@ def evaluate_trial(trial: Trial, policy: Any, methods: dict[str, Any], protocol:
                                     replace=protocol.negatives_with_replacement, **gaze_options)
         n_negatives = others.sum(axis=(1, 2)).astype(np.int64)
         metric_seed = int(rng.integers(2**63))
+        # the gaze side of every metric (fixated pixels, densities, their sums) is the same for every method
+        gaze_maps = prepare(counts), prepare(density), prepare(others)
         for name, method in methods.items():
             maps = method.attribute(policy, obs)
             if shape != OBS_SHAPE:
                 maps = upsample_to_frame(maps, shape)
             # the same random negatives (AUC-Borji) for every method: differences are the maps' only
-            values = all_metrics_batch(maps, counts, density, others, baseline, np.random.default_rng(metric_seed))
+            values = all_metrics_batch(maps, gaze_maps[0], gaze_maps[1], gaze_maps[2], baseline,
+                                       np.random.default_rng(metric_seed))
             if protocol.kl_skip_zero_near_gaze:
                 values["kl_div"][_kl_zero_near_gaze(maps, density)] = np.nan
             finite = np.isfinite(np.asarray(maps).reshape(len(at), -1)).all(axis=1)

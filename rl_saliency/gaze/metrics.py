@@ -20,6 +20,8 @@ counting ties half (Mann-Whitney), AUC-Borji by thresholding positives and negat
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -214,100 +216,21 @@ def _check_lengths(*stacks: np.ndarray) -> None:
         raise ValueError(f"maps must have the same shape, got {sorted(shapes)}")
 
 
+def _flat(s: np.ndarray) -> np.ndarray:
+    return s.reshape(len(s), s.shape[1] * s.shape[2]) if s.ndim == 3 else s
+
+
 def _finite_rows(s: np.ndarray) -> np.ndarray:
-    return np.isfinite(s.reshape(len(s), s[0].size if len(s) else 0)).all(axis=1)
+    return np.isfinite(_flat(s)).all(axis=1)
 
 
 def _constant_rows(s: np.ndarray) -> np.ndarray:
-    flat = s.reshape(len(s), s[0].size if len(s) else 0)
+    flat = _flat(s)
     if flat.size == 0:
         return np.zeros(len(s), dtype=bool)
     lo, hi = flat.min(axis=1), flat.max(axis=1)
     top = np.maximum(np.maximum(np.abs(lo), np.abs(hi)), 1e-300)
     return ~((hi - lo) > 1e-12 * top)
-
-
-def _densities(s: np.ndarray, min_max: bool) -> np.ndarray:
-    """Per-map normalisation to sum 1 (after min-max when asked); constant or empty maps become uniform."""
-    flat = s.reshape(len(s), -1)
-    const = _constant_rows(s)
-    if min_max:
-        lo = flat.min(axis=1, keepdims=True)
-        span = flat.max(axis=1, keepdims=True) - lo
-        span[const] = 1.0
-        out = (flat - lo) / span
-    else:
-        out = flat.copy()
-    out[const] = 1.0
-    total = out.sum(axis=1, keepdims=True)
-    empty = total[:, 0] <= 0
-    total[empty] = 1.0
-    out /= total
-    out[empty] = 1.0 / out.shape[1]
-    return out.reshape(s.shape)
-
-
-def nss_batch(saliency: np.ndarray, fixation_counts: np.ndarray) -> np.ndarray:
-    s, f = _as3d(saliency, "saliency"), _as3d(fixation_counts, "fixation_counts")
-    _check_same(s, f)
-    axes = (1, 2)
-    std = s.std(axis=axes, keepdims=True)
-    const = _constant_rows(s)
-    z = (s - s.mean(axis=axes, keepdims=True)) / np.where(const[:, None, None], 1.0, std)
-    total = f.sum(axis=axes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = (f * z).sum(axis=axes) / total
-    out[const] = 0.0
-    out[(total <= 0) | ~_finite_rows(s)] = np.nan
-    return out
-
-
-def cc_batch(saliency: np.ndarray, gaze_density: np.ndarray) -> np.ndarray:
-    s, g = _as3d(saliency, "saliency"), _as3d(gaze_density, "gaze_density")
-    _check_same(s, g)
-    axes = (1, 2)
-    const = _constant_rows(s) | _constant_rows(g)
-    zs = (s - s.mean(axis=axes, keepdims=True)) / np.where(const[:, None, None], 1.0, s.std(axis=axes, keepdims=True))
-    zg = (g - g.mean(axis=axes, keepdims=True)) / np.where(const[:, None, None], 1.0, g.std(axis=axes, keepdims=True))
-    out = (zs * zg).mean(axis=axes)
-    out[const] = 0.0
-    out[(g.sum(axis=axes) <= 0) | ~_finite_rows(s)] = np.nan
-    return out
-
-
-def kl_div_batch(saliency: np.ndarray, gaze_density: np.ndarray) -> np.ndarray:
-    s, g = _as3d(saliency, "saliency"), _as3d(gaze_density, "gaze_density")
-    _check_same(s, g)
-    p, q = _densities(g, min_max=False), _densities(s, min_max=False)
-    terms = np.zeros_like(p)
-    nz = p > 0  # terms with p = 0 are 0: the blurred gaze covers a small part of the frame
-    terms[nz] = p[nz] * np.log(EPS + p[nz] / (q[nz] + EPS))
-    out = terms.sum(axis=(1, 2))
-    out[(g.sum(axis=(1, 2)) <= 0) | ~_finite_rows(s)] = np.nan
-    return out
-
-
-def sim_batch(saliency: np.ndarray, gaze_density: np.ndarray) -> np.ndarray:
-    s, g = _as3d(saliency, "saliency"), _as3d(gaze_density, "gaze_density")
-    _check_same(s, g)
-    out = np.minimum(_densities(s, min_max=True), _densities(g, min_max=True)).sum(axis=(1, 2))
-    out[(g.sum(axis=(1, 2)) <= 0) | ~_finite_rows(s)] = np.nan
-    return out
-
-
-def info_gain_batch(saliency: np.ndarray, baseline: np.ndarray, fixation_counts: np.ndarray) -> np.ndarray:
-    s, f = _as3d(saliency, "saliency"), _as3d(fixation_counts, "fixation_counts")
-    b = np.asarray(baseline, dtype=np.float64)
-    b = b[None] if b.ndim == 2 else b  # one baseline for the whole batch, or one per map
-    _check_same(s[0], b[0], f[0])
-    if len(b) not in (1, len(s)) or len(f) != len(s):
-        raise ValueError(f"batches must have the same length, got {len(s)}, {len(b)}, {len(f)}")
-    gain = np.log2(EPS + _densities(s, min_max=True)) - np.log2(EPS + _densities(b, min_max=True))
-    total = f.sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = (f * gain).sum(axis=(1, 2)) / total
-    out[(total <= 0) | ~_finite_rows(s)] = np.nan
-    return out
 
 
 def _row_min_max(flat: np.ndarray) -> np.ndarray:
@@ -321,6 +244,188 @@ def _row_min_max(flat: np.ndarray) -> np.ndarray:
     return out
 
 
+def _densities(s: np.ndarray, min_max: bool) -> np.ndarray:
+    """Per-map normalisation to sum 1 (after min-max when asked); constant or empty maps become uniform."""
+    flat = _flat(s)
+    if min_max:
+        return _densities_of(_row_min_max(flat), s.shape)
+    out = flat.copy()
+    out[_constant_rows(flat)] = 1.0
+    return _densities_of(out, s.shape, in_place=True)
+
+
+def _densities_of(out: np.ndarray, shape: tuple[int, ...], in_place: bool = False) -> np.ndarray:
+    """``out`` (rows ``(N, P)``, constant rows already ones) normalised to sum 1 per row; empty rows uniform."""
+    out = out if in_place else out.copy()
+    total = out.sum(axis=1, keepdims=True)
+    empty = total[:, 0] <= 0
+    total[empty] = 1.0
+    out /= total
+    out[empty] = 1.0 / out.shape[1]
+    return out.reshape(shape)
+
+
+class _Stack:
+    """A stack of maps ``(N, h, w)`` in float64 and its per-map quantities, each computed once, when a metric
+    first asks for it, and shared by every metric of ``all_metrics_batch``. A stack of one map repeated (the
+    centre-bias and uniform baselines) computes them on that one map and broadcasts them (read-only views)."""
+
+    def __init__(self, maps: np.ndarray, what: str):
+        self.maps = _as3d(maps, what)
+        n = len(self.maps)
+        self.repeated = n > 1 and bool((self.maps == self.maps[:1]).all())
+        self._one = self.maps[:1] if self.repeated else self.maps
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def _get(self, key: str, compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        if key not in self._cache:
+            value = compute(self._one)
+            if self.repeated:
+                value = np.broadcast_to(value, (len(self.maps), *value.shape[1:]))
+            self._cache[key] = value
+        return self._cache[key]
+
+    def one(self, key: str) -> np.ndarray:
+        """A per-map quantity of the repeated map, unbroadcast (``repeated`` only)."""
+        return self._cache[key][:1]
+
+    @property
+    def flat(self) -> np.ndarray:
+        return _flat(self.maps)
+
+    @property
+    def finite(self) -> np.ndarray:
+        return self._get("finite", _finite_rows)
+
+    @property
+    def constant(self) -> np.ndarray:
+        return self._get("constant", _constant_rows)
+
+    @property
+    def norm(self) -> np.ndarray:
+        """Min-max normalised rows ``(N, h * w)`` (``_min_max``)."""
+        return self._get("norm", lambda s: _row_min_max(_flat(s)))
+
+    def density(self, min_max: bool) -> np.ndarray:
+        if min_max:  # from the min-max rows already computed: the same numbers as _densities(s, True)
+            if self.repeated:
+                return self._get("density_mm", lambda s: _densities_of(_row_min_max(_flat(s)), s.shape))
+            if "density_mm" not in self._cache:
+                self._cache["density_mm"] = _densities_of(self.norm, self.maps.shape)
+            return self._cache["density_mm"]
+        return self._get("density", lambda s: _densities(s, False))
+
+    @property
+    def total(self) -> np.ndarray:
+        """Each map's sum."""
+        return self._get("total", lambda s: s.sum(axis=(1, 2)))
+
+    @property
+    def positive(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``_ragged_rows(maps > 0)``: the rows, columns, counts and first positions of the positive pixels."""
+        if "positive" not in self._cache:
+            self._cache["positive"] = _ragged_rows(self.flat > 0)
+        return self._cache["positive"]
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self._get("mean", lambda s: s.mean(axis=(1, 2), keepdims=True))
+
+    @property
+    def std(self) -> np.ndarray:
+        return self._get("std", lambda s: s.std(axis=(1, 2), keepdims=True))
+
+
+def _stack(maps: np.ndarray | _Stack, what: str) -> _Stack:
+    return maps if isinstance(maps, _Stack) else _Stack(maps, what)
+
+
+def prepare(maps: np.ndarray) -> _Stack:
+    """A stack ``(N, h, w)`` whose per-map work (densities, mean, std, fixated pixels) the batched forms do once
+    and share: pass it to several ``*_batch`` or ``all_metrics_batch`` calls in place of the array (the gaze
+    maps of a batch, scored for several methods)."""
+    return _Stack(maps, "maps")
+
+
+def _select_rows(positive: tuple[np.ndarray, ...], keep: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``_ragged_rows`` restricted to the rows where ``keep``, renumbered 0, 1, ... in order."""
+    rows, cols, counts, _ = positive
+    chosen = keep[rows]
+    rows, cols, counts = (np.cumsum(keep) - 1)[rows[chosen]], cols[chosen], counts[keep]
+    return rows, cols, counts, np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+
+
+def nss_batch(saliency: np.ndarray, fixation_counts: np.ndarray) -> np.ndarray:
+    """``nss`` of every map; the z-scores are taken at the fixated pixels only."""
+    s, f = _stack(saliency, "saliency"), _stack(fixation_counts, "fixation_counts")
+    _check_same(s.maps, f.maps)
+    const = s.constant
+    rows, cols, _, _ = f.positive
+    std = np.where(const, 1.0, s.std.reshape(len(s)))
+    z = (s.flat[rows, cols] - s.mean.reshape(len(s))[rows]) / std[rows]
+    total = f.total
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.bincount(rows, weights=f.flat[rows, cols] * z, minlength=len(s)) / total
+    out[const] = 0.0
+    out[(total <= 0) | ~s.finite] = np.nan
+    return out
+
+
+def cc_batch(saliency: np.ndarray, gaze_density: np.ndarray) -> np.ndarray:
+    s, g = _stack(saliency, "saliency"), _stack(gaze_density, "gaze_density")
+    _check_same(s.maps, g.maps)
+    axes = (1, 2)
+    const = s.constant | g.constant
+    zs = (s.maps - s.mean) / np.where(const[:, None, None], 1.0, s.std)
+    zg = (g.maps - g.mean) / np.where(const[:, None, None], 1.0, g.std)
+    out = (zs * zg).mean(axis=axes)
+    out[const] = 0.0
+    out[(g.total <= 0) | ~s.finite] = np.nan
+    return out
+
+
+def kl_div_batch(saliency: np.ndarray, gaze_density: np.ndarray) -> np.ndarray:
+    s, g = _stack(saliency, "saliency"), _stack(gaze_density, "gaze_density")
+    _check_same(s.maps, g.maps)
+    p, q = g.density(min_max=False), s.density(min_max=False)
+    terms = np.zeros(p.shape)
+    nz = p > 0  # terms with p = 0 are 0: the blurred gaze covers a small part of the frame
+    terms[nz] = p[nz] * np.log(EPS + p[nz] / (q[nz] + EPS))
+    out = terms.sum(axis=(1, 2))
+    out[(g.total <= 0) | ~s.finite] = np.nan
+    return out
+
+
+def sim_batch(saliency: np.ndarray, gaze_density: np.ndarray) -> np.ndarray:
+    s, g = _stack(saliency, "saliency"), _stack(gaze_density, "gaze_density")
+    _check_same(s.maps, g.maps)
+    out = np.minimum(s.density(min_max=True), g.density(min_max=True)).sum(axis=(1, 2))
+    out[(g.total <= 0) | ~s.finite] = np.nan
+    return out
+
+
+def info_gain_batch(saliency: np.ndarray, baseline: np.ndarray, fixation_counts: np.ndarray) -> np.ndarray:
+    """``info_gain`` of every map; the gain is taken at the fixated pixels only."""
+    s, f = _stack(saliency, "saliency"), _stack(fixation_counts, "fixation_counts")
+    b = np.asarray(baseline, dtype=np.float64)
+    b = b[None] if b.ndim == 2 else b  # one baseline for the whole batch, or one per map
+    _check_same(s.maps[0], b[0], f.maps[0])
+    if len(b) not in (1, len(s)) or len(f) != len(s):
+        raise ValueError(f"batches must have the same length, got {len(s)}, {len(b)}, {len(f)}")
+    rows, cols, _, _ = f.positive
+    p = _flat(s.density(min_max=True))[rows, cols]
+    q = _flat(_densities(b, min_max=True))[rows if len(b) > 1 else 0, cols]
+    gain = np.log2(EPS + p) - np.log2(EPS + q)
+    total = f.total
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.bincount(rows, weights=f.flat[rows, cols] * gain, minlength=len(s)) / total
+    out[(total <= 0) | ~s.finite] = np.nan
+    return out
+
+
 def _ragged_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The True entries of ``(N, P)`` row by row: their rows and columns, each row's count and first position."""
     rows, cols = np.nonzero(mask)
@@ -331,43 +436,44 @@ def _ragged_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 
 def _sums_by_length(terms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The sum of each of the consecutive runs of ``terms`` of the given ``lengths``, with numpy's own summation
-    of a 1-D array (rows of equal length are summed as one 2-D block, which numpy sums row by row the same way),
-    so that a run's sum equals the per-map form's to the last bit."""
+    of a 1-D array (the runs of one length are summed as one 2-D block, which numpy sums row by row the same
+    way), so that a run's sum equals the per-map form's to the last bit. One numpy call per distinct length."""
     out = np.empty(len(lengths))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     for length in np.unique(lengths):
         which = np.flatnonzero(lengths == length)
-        block = terms[starts[which][:, None] + np.arange(length)[None, :]]
-        out[which] = block.sum(axis=1)
+        out[which] = terms[starts[which][:, None] + np.arange(length)[None, :]].sum(axis=1)
     return out
 
 
 def auc_judd_batch(saliency: np.ndarray, fixation_counts: np.ndarray) -> np.ndarray:
-    """``auc_judd`` of every map at once (the same numbers, to the last bit): one sort of every map, the
-    negatives above and tied with each threshold counted by a batched binary search, the tie rule and the
-    trapezoid on the concatenated thresholds of all maps."""
-    s, f = _as3d(saliency, "saliency"), _as3d(fixation_counts, "fixation_counts")
-    _check_lengths(s, f)
-    n_pix = s.shape[1] * s.shape[2]
-    flat, fixated = s.reshape(len(s), n_pix), f.reshape(len(f), n_pix) > 0
-    n_fix_all = fixated.sum(axis=1)
+    """``auc_judd`` of every map at once (the same numbers, to the last bit): one sort of every map (of the one
+    map, when repeated), the pixels below and tied with each threshold counted by a batched binary search, the
+    tie rule and the trapezoid on the concatenated thresholds of all maps."""
+    s, f = _stack(saliency, "saliency"), _stack(fixation_counts, "fixation_counts")
+    _check_lengths(s.maps, f.maps)
+    n_pix = s.maps.shape[1] * s.maps.shape[2]
+    n_fix_all = f.positive[2]
     out = np.full(len(s), np.nan)
-    valid = (n_fix_all > 0) & (n_fix_all < n_pix) & _finite_rows(s)
+    valid = (n_fix_all > 0) & (n_fix_all < n_pix) & s.finite
     if not valid.any():
         return out
-    norm, fixated, n_fix = _row_min_max(flat[valid]), fixated[valid], n_fix_all[valid]
+    norm = s.norm
+    rows, cols, n_fix, row_start = _select_rows(f.positive, valid)
     n_neg = n_pix - n_fix
-    rows, cols, _, row_start = _ragged_rows(fixated)
-    values = norm[rows, cols]
-    order = np.lexsort((-values, rows))  # each row's thresholds in descending order, rows kept in order
+    values = norm[np.flatnonzero(valid)[rows], cols]
+    order = np.lexsort((-values, rows))  # each map's thresholds in descending order, maps kept in order
     values = values[order]
     position = np.arange(len(values)) - row_start[rows]  # 0-based rank of a threshold within its map
     # all pixels of the map below (left) and not above (right) each threshold, by a batched binary search
-    padded = np.zeros((len(norm), int(n_fix.max())))
-    padded[rows, position] = values
-    ordered = torch.from_numpy(np.sort(norm, axis=1))
-    left = torch.searchsorted(ordered, torch.from_numpy(padded), side="left").numpy()[rows, position]
-    right = torch.searchsorted(ordered, torch.from_numpy(padded), side="right").numpy()[rows, position]
+    padded = torch.from_numpy(np.zeros((len(n_fix), int(n_fix.max()))))
+    padded[torch.from_numpy(rows), torch.from_numpy(position)] = torch.from_numpy(values)
+    if s.repeated:
+        ordered = torch.from_numpy(s._get("sorted", lambda one: np.sort(_row_min_max(_flat(one)), axis=1))[0].copy())
+    else:
+        ordered = torch.from_numpy(np.sort(norm[valid], axis=1))
+    left = torch.searchsorted(ordered, padded, side="left").numpy()[rows, position]
+    right = torch.searchsorted(ordered, padded, side="right").numpy()[rows, position]
     # runs of equal thresholds within a map: start (global), length, and rank j (1-based) within the run
     new_run = np.concatenate([[True], (values[1:] != values[:-1]) | (rows[1:] != rows[:-1])])
     run = np.cumsum(new_run) - 1
@@ -401,19 +507,18 @@ def auc_borji_batch(saliency: np.ndarray, fixation_counts: np.ndarray, rng: np.r
     """``auc_borji`` of every map at once, drawing from ``rng`` the same random negatives in the same order
     (one draw for the whole batch is the per-map draws concatenated), so the numbers are the same to the last
     bit. Each value is reduced to how many thresholds it reaches, counted per split by one ``bincount``."""
-    s, f = _as3d(saliency, "saliency"), _as3d(fixation_counts, "fixation_counts")
-    _check_lengths(s, f)
-    n_pix = s.shape[1] * s.shape[2]
-    flat, fixated = s.reshape(len(s), n_pix), f.reshape(len(f), n_pix) > 0
-    n_fix_all = fixated.sum(axis=1)
-    finite = _finite_rows(s)
+    s, f = _stack(saliency, "saliency"), _stack(fixation_counts, "fixation_counts")
+    _check_lengths(s.maps, f.maps)
+    n_pix = s.maps.shape[1] * s.maps.shape[2]
+    n_fix_all = f.positive[2]
     out = np.full(len(s), np.nan)
-    out[(n_fix_all > 0) & finite & _constant_rows(s)] = 0.5
-    drawn = (n_fix_all > 0) & finite & ~_constant_rows(s)
+    out[(n_fix_all > 0) & s.finite & s.constant] = 0.5
+    drawn = (n_fix_all > 0) & s.finite & ~s.constant
     if not drawn.any():
         return out
-    norm, fixated, n_fix = _row_min_max(flat[drawn]), fixated[drawn], n_fix_all[drawn]
-    n_maps, n_t = len(norm), len(BORJI_THRESHOLDS)
+    kept, norm = np.flatnonzero(drawn), s.norm
+    rows, cols, n_fix, _ = _select_rows(f.positive, drawn)
+    n_maps, n_t = len(kept), len(BORJI_THRESHOLDS)
     ascending = BORJI_THRESHOLDS[::-1]
 
     def reached(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
@@ -422,14 +527,13 @@ def auc_borji_batch(saliency: np.ndarray, fixation_counts: np.ndarray, rng: np.r
         hist = np.bincount(group * (n_t + 1) + missed, minlength=n_groups * (n_t + 1)).reshape(n_groups, n_t + 1)
         return np.cumsum(hist[:, :n_t], axis=1)  # >= t_i  <=>  fewer than i + 1 thresholds missed
 
-    rows, cols, _, _ = _ragged_rows(fixated)
-    tp = reached(norm[rows, cols], rows, n_maps) / n_fix[:, None]
-    draws = rng.integers(0, norm.shape[1], size=splits * int(n_fix.sum()))
+    tp = reached(norm[kept[rows], cols], rows, n_maps) / n_fix[:, None]
+    draws = rng.integers(0, n_pix, size=splits * int(n_fix.sum()))
     per_map = splits * n_fix
     owner = np.repeat(np.arange(n_maps), per_map)
     split = owner * splits + (np.arange(len(draws)) - np.repeat(np.cumsum(per_map) - per_map, per_map)) // \
         np.repeat(n_fix, per_map)
-    fp = reached(norm[owner, draws], split, n_maps * splits) / np.repeat(n_fix, splits)[:, None]
+    fp = reached(norm[kept[owner], draws], split, n_maps * splits) / np.repeat(n_fix, splits)[:, None]
     tp = np.concatenate([np.zeros((n_maps, 1)), tp, np.ones((n_maps, 1))], axis=1)
     fp = np.concatenate([np.zeros((len(fp), 1)), fp, np.ones((len(fp), 1))], axis=1)
     tp = np.repeat(tp, splits, axis=0)
@@ -442,23 +546,21 @@ def shuffled_auc_batch(saliency: np.ndarray, fixation_counts: np.ndarray,
                        other_fixation_counts: np.ndarray) -> np.ndarray:
     """``shuffled_auc`` of every map at once: the positives and negatives of all maps as one list each, keyed by
     (map, rank of the value among all values of the batch), so one sorted search serves every map."""
-    s, f = _as3d(saliency, "saliency"), _as3d(fixation_counts, "fixation_counts")
-    o = _as3d(other_fixation_counts, "other_fixation_counts")
-    _check_lengths(s, f, o)
-    axes = (1, 2)
+    s, f = _stack(saliency, "saliency"), _stack(fixation_counts, "fixation_counts")
+    o = _stack(other_fixation_counts, "other_fixation_counts")
+    _check_lengths(s.maps, f.maps, o.maps)
     out = np.full(len(s), np.nan)
-    defined = (f.sum(axis=axes) > 0) & (o.sum(axis=axes) > 0) & _finite_rows(s)
-    const = _constant_rows(s)
-    out[defined & const] = 0.5
-    scored = defined & ~const
-    if not scored.any():
+    defined = (f.total > 0) & (o.total > 0) & s.finite
+    out[defined & s.constant] = 0.5
+    keep = defined & ~s.constant
+    scored = np.flatnonzero(keep)
+    if not len(scored):
         return out
-    flat = s.reshape(len(s), -1)[scored]
-    f_flat, o_flat = f.reshape(len(f), -1)[scored], o.reshape(len(o), -1)[scored]
-    pos_rows, pos_cols, _, _ = _ragged_rows(f_flat > 0)
-    neg_rows, neg_cols, _, _ = _ragged_rows(o_flat > 0)
-    pos, neg = flat[pos_rows, pos_cols], flat[neg_rows, neg_cols]
-    pos_w, neg_w = f_flat[pos_rows, pos_cols], o_flat[neg_rows, neg_cols]
+    flat = s.flat
+    pos_rows, pos_cols, _, _ = _select_rows(f.positive, keep)
+    neg_rows, neg_cols, _, _ = _select_rows(o.positive, keep)
+    pos, neg = flat[scored[pos_rows], pos_cols], flat[scored[neg_rows], neg_cols]
+    pos_w, neg_w = f.flat[scored[pos_rows], pos_cols], o.flat[scored[neg_rows], neg_cols]
     _, rank = np.unique(np.concatenate([pos, neg]), return_inverse=True)  # equal values, equal ranks
     width = int(rank.max()) + 2
     pos_key, neg_key = pos_rows * width + rank[:len(pos)], neg_rows * width + rank[len(pos):]
@@ -467,26 +569,30 @@ def shuffled_auc_batch(saliency: np.ndarray, fixation_counts: np.ndarray,
     cum = np.concatenate([[0.0], np.cumsum(neg_w)])
     below = cum[np.searchsorted(neg_key, pos_key, side="left")] - cum[np.searchsorted(neg_key, pos_rows * width)]
     equal = cum[np.searchsorted(neg_key, pos_key, side="right")] - cum[np.searchsorted(neg_key, pos_key)]
-    n_rows = len(flat)
+    n_rows = len(scored)
     numerator = np.bincount(pos_rows, weights=pos_w * (below + 0.5 * equal), minlength=n_rows)
-    out[scored] = numerator / (f_flat.sum(axis=1) * o_flat.sum(axis=1))
+    out[scored] = numerator / (np.bincount(pos_rows, weights=pos_w, minlength=n_rows)
+                               * np.bincount(neg_rows, weights=o.flat[scored[neg_rows], neg_cols], minlength=n_rows))
     return out
 
 
 def all_metrics_batch(saliency: np.ndarray, fixation_counts: np.ndarray, gaze_density: np.ndarray,
                       other_fixation_counts: np.ndarray, baseline: np.ndarray,
                       rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Every metric for a batch of observations, as ``{name: (N,)}`` in the order of ``METRICS``."""
-    saliency, fixation_counts = _as3d(saliency, "saliency"), _as3d(fixation_counts, "fixation_counts")
-    gaze_density = _as3d(gaze_density, "gaze_density")
-    other_fixation_counts = _as3d(other_fixation_counts, "other_fixation_counts")
+    """Every metric for a batch of observations, as ``{name: (N,)}`` in the order of ``METRICS``. The per-map
+    work the metrics share (min-max, densities, mean and std, sorts) is done once per batch, and once per
+    batch, not per map, when every map of the batch is the same (a static baseline). Any of the stacks may be
+    given as ``prepare(maps)``, to share that work with other calls (the gaze maps, scored for several methods)."""
+    s, gaze = _stack(saliency, "saliency"), _stack(gaze_density, "gaze_density")
+    fixation_counts = _stack(fixation_counts, "fixation_counts")
+    other_fixation_counts = _stack(other_fixation_counts, "other_fixation_counts")
     return {
-        "nss": nss_batch(saliency, fixation_counts),
-        "auc_judd": auc_judd_batch(saliency, fixation_counts),
-        "auc_borji": auc_borji_batch(saliency, fixation_counts, rng),
-        "shuffled_auc": shuffled_auc_batch(saliency, fixation_counts, other_fixation_counts),
-        "kl_div": kl_div_batch(saliency, gaze_density),
-        "cc": cc_batch(saliency, gaze_density),
-        "sim": sim_batch(saliency, gaze_density),
-        "info_gain": info_gain_batch(saliency, baseline, fixation_counts),
+        "nss": nss_batch(s, fixation_counts),
+        "auc_judd": auc_judd_batch(s, fixation_counts),
+        "auc_borji": auc_borji_batch(s, fixation_counts, rng),
+        "shuffled_auc": shuffled_auc_batch(s, fixation_counts, other_fixation_counts),
+        "kl_div": kl_div_batch(s, gaze),
+        "cc": cc_batch(s, gaze),
+        "sim": sim_batch(s, gaze),
+        "info_gain": info_gain_batch(s, baseline, fixation_counts),
     }

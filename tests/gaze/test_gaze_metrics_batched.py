@@ -104,3 +104,28 @@ def test_batched_rank_metrics_on_empty_and_mismatched_batches():
         M.auc_judd_batch(np.zeros((2, *SHAPE)), np.zeros((3, *SHAPE)))
     with pytest.raises(ValueError, match="same shape"):
         M.shuffled_auc_batch(np.zeros((2, 4, 4)), np.zeros((2, 4, 4)), np.zeros((2, 5, 4)))
+
+
+@pytest.mark.parametrize("kind", ["random", "uint8", "constant"])
+def test_repeated_maps_and_prepared_stacks_give_the_same_numbers(kind):
+    """A batch of one map repeated (the centre-bias and uniform baselines) has its per-map work done once, and
+    ``prepare``d gaze stacks share theirs between calls: neither changes a number."""
+    s, counts, other = _batch(kind, 7)
+    repeated = np.repeat(s[:1], len(s), axis=0)
+    density = counts * 0.5
+    base = np.random.default_rng(1).random(SHAPE)
+    prepared = M.prepare(counts), M.prepare(density), M.prepare(other)
+    for maps in (repeated, s):
+        plain = M.all_metrics_batch(maps, counts, density, other, base, np.random.default_rng(4))
+        for _ in range(2):  # the second call reuses the stacks' cached work
+            shared = M.all_metrics_batch(maps, *prepared, base, np.random.default_rng(4))
+            for name in M.METRICS:
+                np.testing.assert_array_equal(shared[name], plain[name], err_msg=name)
+    rng = np.random.default_rng(4)
+    for k in range(len(s)):
+        assert plain is not None
+        np.testing.assert_allclose(
+            M.all_metrics_batch(repeated, counts, density, other, base, np.random.default_rng(4))["auc_judd"][k],
+            M.auc_judd(repeated[k], counts[k]), rtol=0, atol=1e-6)
+    borji = M.auc_borji_batch(repeated, counts, np.random.default_rng(4))
+    np.testing.assert_array_equal(borji, [M.auc_borji(repeated[k], counts[k], rng) for k in range(len(s))])
