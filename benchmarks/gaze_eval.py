@@ -10,8 +10,10 @@ and one full-trial pass of ``replay`` whose peak memory shows that a trial is ne
 
 ``baselines`` and ``attention`` run twice, side by side, ``--rounds`` times alternately: ``before``, the metrics
 as they were before issue 17 (``_gaze_metrics_before.py``: per-map loops for the rank metrics, every metric
-redoing its own per-map work, for every method), and ``after``, the package's (batched, shared per batch,
-static maps done once). Both must give the same table: the largest difference is printed.
+redoing its own per-map work, for every method; frames decoded in the scoring thread), and ``after``, the
+package's (batched, shared per batch, static maps done once; frames decoded ahead in a second thread). Both must
+give the same table: the largest difference is printed. Rates are given per wall second and per CPU second of
+the process (the second counts both threads).
 
     python benchmarks/gaze_eval.py --frames 2000
     python benchmarks/gaze_eval.py --frames 1000 --rounds 2 --skip-stages --skip-full   # before/after only
@@ -61,13 +63,14 @@ def timed(label: str, fn, count_unit: str) -> dict:
 
 
 def metrics_version(which: str) -> None:
-    """Point the evaluator at the metrics of ``which``: ``before`` (issue 17's starting point) or ``after``."""
-    if which == "before":
+    """Point the evaluator at the scoring of ``which``: ``before`` (issue 17's starting point) or ``after``."""
+    if which == "before":  # and the frames decoded in the same thread as the scoring
         E.all_metrics_batch, E.prepare = _gaze_metrics_before.all_metrics_batch, lambda maps: maps
+        E.prefetched = iter
     else:
-        from rl_saliency.gaze import metrics
+        from rl_saliency.gaze import metrics, prefetch
 
-        E.all_metrics_batch, E.prepare = metrics.all_metrics_batch, metrics.prepare
+        E.all_metrics_batch, E.prepare, E.prefetched = metrics.all_metrics_batch, metrics.prepare, prefetch.prefetched
 
 
 def largest_difference(a: pd.DataFrame, b: pd.DataFrame) -> float:

@@ -42,6 +42,7 @@ from rl_saliency.gaze.fixations import (
     shuffled_negatives,
 )
 from rl_saliency.gaze.metrics import METRICS, all_metrics_batch, prepare
+from rl_saliency.gaze.prefetch import prefetched
 from rl_saliency.gaze.protocol import PROTOCOLS, Protocol, from_label, resolve_protocol
 from rl_saliency.saliency.base import upsample_to_frame
 
@@ -201,7 +202,8 @@ def evaluate_trial(trial: Trial, policy: Any, methods: dict[str, Any], protocol:
 
     batch: list[tuple[int, np.ndarray]] = []
     frames = trial.frames(max_index=indices[-1] if indices else first)
-    for item in replay_observations(frames, indices=indices, report=replay_report, pool=pool):
+    # the frames are decoded and replayed in a thread, ahead of the scoring (both release the GIL for most of it)
+    for item in prefetched(replay_observations(frames, indices=indices, report=replay_report, pool=pool)):
         batch.append(item)
         if len(batch) == batch_size:
             score(batch)

@@ -319,6 +319,16 @@ class _Stack:
         return self._get("density", lambda s: _densities(s, False))
 
     @property
+    def z(self) -> np.ndarray:
+        """z-scored maps (a constant map only centred)."""
+        if self.repeated:
+            return self._get("z", lambda s: (s - s.mean(axis=(1, 2), keepdims=True)) / np.where(
+                _constant_rows(s)[:, None, None], 1.0, s.std(axis=(1, 2), keepdims=True)))
+        if "z" not in self._cache:
+            self._cache["z"] = (self.maps - self.mean) / np.where(self.constant[:, None, None], 1.0, self.std)
+        return self._cache["z"]
+
+    @property
     def total(self) -> np.ndarray:
         """Each map's sum."""
         return self._get("total", lambda s: s.sum(axis=(1, 2)))
@@ -379,9 +389,7 @@ def cc_batch(saliency: np.ndarray, gaze_density: np.ndarray) -> np.ndarray:
     _check_same(s.maps, g.maps)
     axes = (1, 2)
     const = s.constant | g.constant
-    zs = (s.maps - s.mean) / np.where(const[:, None, None], 1.0, s.std)
-    zg = (g.maps - g.mean) / np.where(const[:, None, None], 1.0, g.std)
-    out = (zs * zg).mean(axis=axes)
+    out = (s.z * g.z).mean(axis=axes)  # rows where either map is constant are 0 below
     out[const] = 0.0
     out[(g.total <= 0) | ~s.finite] = np.nan
     return out
