@@ -6,6 +6,8 @@ intervals, NSS over the trial, still frames, and the zoo index entries. Run by h
         --agent nature=runs/nature_ms_pacman_s0/model.zip --untrained-dir runs/untrained \
         --atari-head ../shared/atari_head/ms_pacman --out runs/results
 
+``--report-only`` redraws the plot and prints the markdown tables from what ``--out`` holds.
+
 Every step writes into ``--out`` and resumes (gaze-eval resumes by itself; evaluations are kept).
 """
 
@@ -67,31 +69,33 @@ def summary_table(per_obs: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_nss_over_trial(per_obs: dict[str, pd.DataFrame], out: Path, window: int = 101) -> None:
-    """NSS per observation, smoothed (centred rolling mean), for each agent's maps and the references."""
+    """NSS per observation, smoothed (centred rolling mean): each agent's own map (attention where it has one,
+    else the gradient), its untrained twin's where it has attention, and the centre-bias and intensity baselines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(11, 4.2), dpi=110)
-    styles = {"centre_bias": dict(color="0.35", ls="--", lw=1.4), "intensity": dict(color="0.6", ls=":", lw=1.2)}
+    baselines = {"centre_bias": dict(color="0.3", ls="--", lw=1.5), "intensity": dict(color="0.6", ls=":", lw=1.2)}
     drawn = set()
     for agent, table in per_obs.items():
         wide = table.pivot_table(index="frame_index", columns="method", values="nss").sort_index()
-        for method in wide.columns:
-            if method in ("uniform",) or (method in BASELINES and method in drawn):
-                continue
-            label = method if method in BASELINES else f"{agent}: {method}"
-            style = styles.get(method, dict(lw=1.2, ls="-." if method.startswith("untrained") else "-"))
-            ax.plot(wide.index, wide[method].rolling(window, center=True, min_periods=window // 2).mean(),
-                    label=label, **style)
-            drawn.add(method)
+        smooth = wide.rolling(window, center=True, min_periods=window // 2).mean()
+        own = "attention" if "attention" in wide.columns else "gradient"
+        lines = [(own, dict(lw=1.4)), (f"untrained_{own}", dict(lw=1.1, ls="-."))] if own == "attention" else \
+            [(own, dict(lw=1.4))]
+        for method, style in lines:
+            ax.plot(smooth.index, smooth[method], label=f"{agent}: {method}", **style)
+        for method, style in baselines.items():
+            if method not in drawn:
+                ax.plot(smooth.index, smooth[method], label=method, **style)
+                drawn.add(method)
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xlabel("raw frame of the trial")
     ax.set_ylabel(f"NSS (rolling mean of {window} observations)")
-    ax.set_title("Ms. Pac-Man, Atari-HEAD trial 593: agents' saliency vs human gaze over the trial "
-                 "(dashed grey: centre-bias baseline)")
-    ax.legend(fontsize=7, ncol=3, loc="upper right")
+    ax.set_title("Ms. Pac-Man, Atari-HEAD trial 593: the agents' saliency against human gaze over the trial")
+    ax.legend(fontsize=8, ncol=3, loc="upper right")
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
@@ -118,6 +122,28 @@ def still_frames(model: Path, trial: Path, method: str, starts: list[int], out: 
     return out
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """The tables of docs/results.md from ``results.json``: one per agent and protocol, then the paired NSS
+    differences with their block confidence intervals."""
+    lines = []
+    for name, record in results["agents"].items():
+        for protocol in ("default", "paper"):
+            if protocol not in record:
+                continue
+            lines += [f"**{name}, {protocol} protocol**", "",
+                      "| method | NSS | AUC-Judd | shuffled AUC | KL ↓ | CC | SIM | observations |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            for row in record[protocol]["table"]:
+                values = " | ".join(f"{row[m]:.3f}" for m in METRICS)
+                lines.append(f"| {row['method']} | {values} | {int(row['observations'])} |")
+            lines += ["", "| NSS difference | mean | 95 % CI (blocks of 50) | observations |", "|---|---:|---|---:|"]
+            for c in record[protocol]["paired_nss"]:
+                lines.append(f"| {c['a']} - {c['b']} | {c['mean_diff']:+.3f} | [{c['ci_low']:+.3f}, "
+                             f"{c['ci_high']:+.3f}] | {c['observations']} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agent", action="append", required=True, help="name=model.zip")
@@ -129,7 +155,13 @@ def main() -> None:
     parser.add_argument("--costly-stride", type=int, default=32, help="stride for integrated gradients, perturbation")
     parser.add_argument("--protocols", nargs="+", default=["default", "paper"])
     parser.add_argument("--skip-costly", action="store_true")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only redraw the plot and print the tables from what <out> holds")
     args = parser.parse_args()
+    if args.report_only:
+        results = json.loads((args.out / "results.json").read_text())
+        report(results, args.out)
+        return
     from rl_saliency.evaluate import evaluate
     from rl_saliency.gaze.data import find_trials
 
@@ -171,9 +203,14 @@ def main() -> None:
         (args.out / "results.json").write_text(json.dumps(results, indent=1, default=float))
         method = "attention" if name != "nature" else "gradient"
         still_frames(model, trial, method, [1200, 6000, 12000], args.out / f"frames_{name}_{method}.png")
-    plot_nss_over_trial({name: pd.read_parquet(args.out / name / "per_observation_default.parquet")
-                         for name in results["agents"]}, args.out / "nss_over_trial.png")
-    print(json.dumps(results, indent=1, default=float)[:4000])
+    report(results, args.out)
+
+
+def report(results: dict[str, Any], out: Path) -> None:
+    plot_nss_over_trial({name: pd.read_parquet(out / name / "per_observation_default.parquet")
+                         for name in results["agents"]}, out / "nss_over_trial.png")
+    (out / "results.md").write_text(markdown(results))
+    print(markdown(results))
 
 
 if __name__ == "__main__":

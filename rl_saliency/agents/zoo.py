@@ -187,12 +187,23 @@ def add_agent(run_dir: str | Path, name: str, evaluation: str | Path | None = No
 def format_index(agents: list[ZooAgent]) -> str:
     if not agents:
         return "the zoo is empty"
-    rows = [f"{'name':28s} {'game':12s} {'spec':12s} {'steps':>9s}  {'score (mean ± std, n)':>24s}"]
+    rows = [f"{'name':28s} {'game':12s} {'spec':12s} {'steps':>9s}  {'score (mean ± std, n)':>24s}  "
+            "gaze NSS, whole trial (centre bias)"]
     for a in agents:
         s = a.score
         score = f"{s['mean']:.0f} ± {s['std']:.0f}, {s.get('episodes', '?')}" if s else "-"
-        rows.append(f"{'zoo:' + a.name:28s} {a.game:12s} {a.spec:12s} {a.agent_steps:>9d}  {score:>24s}")
+        rows.append(f"{'zoo:' + a.name:28s} {a.game:12s} {a.spec:12s} {a.agent_steps:>9d}  {score:>24s}  "
+                    f"{_gaze_summary(a.gaze)}")
     return "\n".join(rows)
+
+
+def _gaze_summary(gaze: dict[str, Any]) -> str:
+    """The agent's own map's NSS under the package's default protocol, next to the centre-bias baseline's."""
+    method = gaze.get("method")
+    table = gaze.get("default", {})
+    if not method or method not in table or "centre_bias" not in table:
+        return "-"
+    return f"{method} {table[method]['nss']:.3f} ({table['centre_bias']['nss']:.3f})"
 
 
 def register(subparsers: Any) -> None:

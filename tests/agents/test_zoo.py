@@ -36,6 +36,19 @@ def test_the_zoo_ships_the_trained_pair_with_their_records():
         with zipfile.ZipFile(agent.path) as archive:
             optimizer = torch.load(archive.open("policy.optimizer.pth"), weights_only=False)
         assert optimizer["state"] == {}
+    # the Ms. Pac-Man pair carries its whole-trial gaze result, both protocols, with its twin and the centre bias
+    for name in PAIR:
+        gaze = agents[name].gaze
+        method = gaze["method"]
+        for protocol in ("default", "paper"):
+            table = gaze[protocol]
+            assert {method, f"untrained_{method}", "centre_bias"} <= set(table)
+            assert table[method]["observations"] > 4000
+            for baseline in ("centre_bias", f"untrained_{method}"):
+                difference = table[f"nss_minus_{baseline}"]
+                low, high = difference["ci95"]
+                assert low <= difference["mean"] <= high
+                assert abs(difference["mean"] - (table[method]["nss"] - table[baseline]["nss"])) < 0.002
 
 
 def _random_scores(game: str, episodes: int, seed: int) -> np.ndarray:
@@ -139,3 +152,5 @@ def test_zoo_lists_the_index(capsys):
     assert main(["zoo"]) == 0
     out = capsys.readouterr().out
     assert all(f"zoo:{name}" in out for name in SHIPPED)
+    fls = next(line for line in out.splitlines() if line.startswith("zoo:fls_sparse-ms_pacman"))
+    assert "attention 0." in fls  # its whole-trial NSS next to the centre bias
