@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from rl_saliency import io, models
-from rl_saliency.envs import BACKENDS, make_atari_vec_env, resolve_game
+from rl_saliency.envs import make_atari_vec_env, resolve_game
 from rl_saliency.envs.atari import DEFAULT_MAX_FRAMES
 from rl_saliency.errors import SpecError, check_count
 from rl_saliency.models import check_model_fits, load_model, read_model_data, wrap_env_for_model
@@ -90,42 +89,3 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"min {summary['score_min']:.0f}  max {summary['score_max']:.0f}\n"
             f"  length mean {summary['length_mean']:.0f}  std {summary['length_std']:.0f}  "
             f"min {summary['length_min']:.0f}  max {summary['length_max']:.0f} (emulator frames)")
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "evaluate", help="play whole games with a model and summarise the scores",
-        description="Play whole games (no life-loss ends, unclipped scores) with any SB3 PPO, A2C or DQN Atari "
-                    "model zip, print and write the mean, std, min and max of score and length.",
-        epilog="example: rl-saliency evaluate --model runs/fls_breakout/model.zip --episodes 10")
-    parser.add_argument("--model", required=True, help="model zip")
-    parser.add_argument("--game", default=None, help="game (default: from the model's run folder)")
-    parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="folder for evaluation.json and episodes.csv "
-                        "(default: <run folder>/eval when the model is in a run folder)")
-    parser.add_argument("--backend", choices=BACKENDS, default="ale")
-    parser.add_argument("--deterministic", action="store_true", help="greedy actions (default: sample, as rl-zoo "
-                        "does for Atari)")
-    parser.add_argument("--n-envs", type=int, default=None, help="games played in parallel (default: up to 4)")
-    parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, help="emulator frames per game cap")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from rl_saliency.agents.zoo import zoo_name_of
-
-    out = args.out
-    zoo_name = zoo_name_of(args.model)
-    if out is None and zoo_name:  # never write into the shipped zoo
-        out = Path("runs") / "zoo" / zoo_name / "eval"
-    elif out is None and run_config(args.model) is not None:
-        out = Path(args.model).parent / "eval"
-    summary = evaluate(args.model, game=args.game, episodes=args.episodes, seed=args.seed, out=out,
-                       backend=args.backend, deterministic=args.deterministic, n_envs=args.n_envs,
-                       max_frames=args.max_frames, device=args.device)
-    print(format_summary(summary))
-    if out:
-        print(f"written: {Path(out) / 'evaluation.json'}")
-    return 0

@@ -77,18 +77,3 @@ def game_from_atari_head(name: str) -> Game:
         if game.atari_head == _normalise(name):
             return game
     raise UnknownGameError(f"{name!r} is not an Atari-HEAD game in {REGISTRY_FILE}")
-
-
-def register(subparsers) -> None:  # noqa: ANN001 - argparse's private type
-    parser = subparsers.add_parser("games", help="list the games the registry knows",
-                                   description="List games: friendly name, gymnasium id, Atari-HEAD name.")
-    parser.add_argument("--atari-head", action="store_true", help="only games that Atari-HEAD recorded")
-    parser.set_defaults(func=_list_games)
-
-
-def _list_games(args) -> int:  # noqa: ANN001
-    for game in all_games():
-        if args.atari_head and not game.atari_head:
-            continue
-        print(f"{game.name:22s} {game.gym_id:34s} {game.atari_head or '-'}")
-    return 0

@@ -1,7 +1,10 @@
 """rl-saliency: one CLI for training, evaluation, saliency, gaze evaluation and videos.
 
-Each command lives in its own module with ``register(subparsers)``; modules are imported lazily so
-``--help`` stays fast and a broken optional part does not break the rest.
+The command layer. Each command has a module with ``register(subparsers)`` (argparse, option checks,
+printing); the shared options are built by :mod:`rl_saliency.cli.options` so every command spells and checks
+them the same way. Commands moved into this package (``rl_saliency.cli.<command>``) import their library
+modules inside their run function, so building the parser for them does not import torch; the commands not
+moved yet still register from their library module.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ import threading
 COMMANDS: dict[str, str] = {
     "quickstart": "rl_saliency.quickstart",
     "train": "rl_saliency.train",
-    "evaluate": "rl_saliency.evaluate",
+    "evaluate": "rl_saliency.cli.evaluate",
     "gaze-eval": "rl_saliency.gaze.evaluator",
     "render": "rl_saliency.render.video",
     "sanity": "rl_saliency.saliency.sanity",
     "trust": "rl_saliency.trust",
     "sweep": "rl_saliency.sweep",
-    "games": "rl_saliency.envs.registry",
+    "games": "rl_saliency.cli.games",
     "zoo": "rl_saliency.agents.zoo",
     "report": "rl_saliency.render.report",
     "visualize": "rl_saliency.visualize.command",
@@ -78,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        from rl_saliency.cli.options import check_counts
+
+        check_counts(args)  # every count option > 0, the same check and message in every command
         args.model = _resolve_zoo_names(getattr(args, "model", None))  # every command's --model takes zoo:<name>
         result = args.func(args)
     except KeyboardInterrupt as err:
