@@ -9,7 +9,6 @@ schedules and metrics rows as a run that was never stopped. One process at a tim
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -451,43 +450,3 @@ def _train_locked(run_dir: Path, config: dict[str, Any], spec: AgentSpec, device
         checkpointer.save()
     io.atomic_write(run_dir / MODEL_FILE, lambda tmp: model.save(tmp))
     return run_dir
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "train", help="train an agent spec on an Atari game",
-        description="Train an agent (a YAML spec in agents/) on an Atari game with Stable-Baselines3. Writes "
-                    "config.yaml, checkpoints/, metrics.csv and model.zip into the run folder.",
-        epilog="example: rl-saliency train --agent agents/fls_sparse.yaml --game breakout --timesteps 100000 "
-               "--out runs/fls_breakout")
-    parser.add_argument("--agent", default=DEFAULT_SPEC, help="spec path or name in agents/ (default: nature)")
-    parser.add_argument("--game", default="breakout", help="game name or ALE id (default: breakout)")
-    parser.add_argument("--timesteps", type=float, default=None, help="agent steps (default: the spec's)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="run folder (default: runs/<agent>_<game>_s<seed>)")
-    parser.add_argument("--n-envs", type=int, default=None, help="parallel envs (default: the spec's)")
-    parser.add_argument("--backend", choices=BACKENDS, default="ale", help="env backend (default: ale)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
-                        help="auto (default: CUDA where available; config.yaml records the choice), cpu or cuda; "
-                        "with --resume, the run's own setting unless given")
-    parser.add_argument("--checkpoint-freq", type=int, default=None, help="steps between checkpoints "
-                        "(default: a tenth of the budget)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a hyperparameter, e.g. --set n_steps=64 (repeatable)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--tensorboard", default=None, metavar="DIR",
-                        help="write TensorBoard event files to DIR/<run folder name>: SB3's scalars and, every 10 "
-                        "updates, the agent's saliency over fixed observations (the spec's tensorboard: section "
-                        "sets method and frequency); view with: tensorboard --logdir DIR")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    run_dir = train(args.agent, game=args.game, timesteps=args.timesteps,
-                    out=args.out, seed=args.seed, n_envs=args.n_envs, backend=args.backend, device=args.device,
-                    resume=args.resume, checkpoint_freq=args.checkpoint_freq,
-                    hyperparams=_parse_overrides(args.overrides), progress=not args.no_progress,
-                    tensorboard=args.tensorboard)
-    print(f"trained: {run_dir / MODEL_FILE}")
-    return 0

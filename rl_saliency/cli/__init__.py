@@ -19,7 +19,7 @@ import threading
 # command name -> module defining register(subparsers)
 COMMANDS: dict[str, str] = {
     "quickstart": "rl_saliency.quickstart",
-    "train": "rl_saliency.train",
+    "train": "rl_saliency.cli.train",
     "evaluate": "rl_saliency.cli.evaluate",
     "gaze-eval": "rl_saliency.gaze.evaluator",
     "render": "rl_saliency.render.video",
