@@ -7,7 +7,6 @@ renders its attention beside where the player looked. ``--train`` trains a new a
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -112,36 +111,3 @@ def _excerpt_trial(atari_head: str | Path | None, game: str) -> Path | None:
     except (FileNotFoundError, DataError):  # no trial of this game there
         return None
     return found[0].txt if found else None
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "quickstart", help="a trained agent's scores, its saliency against human gaze, and a video (CPU minutes)",
-        description=__doc__.split("\n\n", 1)[1].replace("\n", " "),
-        epilog="examples: rl-saliency quickstart | rl-saliency quickstart --model zoo:nature-ms_pacman "
-               "--methods gradient gradcam | rl-saliency quickstart --train --game breakout --timesteps 200000 "
-               "--out runs/breakout_quickstart")
-    parser.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
-    parser.add_argument("--model", dest="agent_model", default=DEFAULT_MODEL,
-                        help=f"model zip or zoo name (default: {DEFAULT_MODEL})")
-    parser.add_argument("--atari-head", default=str(EXCERPT),
-                        help="Atari-HEAD folder for the gaze comparison (default: the excerpt in data/)")
-    parser.add_argument("--methods", nargs="+", default=["attention", "gradient"],
-                        help="saliency methods to score (default: attention gradient); the first is rendered")
-    parser.add_argument("--episodes", type=int, default=3, help="whole games to evaluate (default: 3)")
-    parser.add_argument("--video-steps", type=int, default=300, help="frames of the video (default: 300)")
-    parser.add_argument("--no-gif", action="store_true", help="write the MP4 only")
-    parser.add_argument("--train", action="store_true", help="train a new agent first (--agent, --game, ...)")
-    parser.add_argument("--agent", default="fls_sparse", help="with --train: agent spec (default: fls_sparse)")
-    parser.add_argument("--game", default="ms_pacman", help="with --train: game (default: ms_pacman)")
-    parser.add_argument("--timesteps", type=float, default=50_000, help="with --train: agent steps")
-    parser.add_argument("--n-envs", type=int, default=8, help="with --train: parallel envs")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    quickstart(args.out, model=args.agent_model, atari_head=args.atari_head, methods=tuple(args.methods),
-               episodes=args.episodes, video_steps=args.video_steps, gif=not args.no_gif, train_agent=args.train,
-               agent=args.agent, game=args.game, timesteps=args.timesteps, n_envs=args.n_envs, seed=args.seed)
-    return 0

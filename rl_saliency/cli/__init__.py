@@ -18,7 +18,7 @@ import threading
 
 # command name -> module defining register(subparsers)
 COMMANDS: dict[str, str] = {
-    "quickstart": "rl_saliency.quickstart",
+    "quickstart": "rl_saliency.cli.quickstart",
     "train": "rl_saliency.cli.train",
     "evaluate": "rl_saliency.cli.evaluate",
     "gaze-eval": "rl_saliency.gaze.evaluator",
