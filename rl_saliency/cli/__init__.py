@@ -23,7 +23,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "rl_saliency.cli.evaluate",
     "gaze-eval": "rl_saliency.gaze.evaluator",
     "render": "rl_saliency.render.video",
-    "sanity": "rl_saliency.saliency.sanity",
+    "sanity": "rl_saliency.cli.sanity",
     "trust": "rl_saliency.trust",
     "sweep": "rl_saliency.sweep",
     "games": "rl_saliency.cli.games",

@@ -10,7 +10,6 @@ one that stays near 1 shows the input, not the model (e.g. the ``intensity`` bas
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 from pathlib import Path
@@ -314,43 +313,3 @@ def _run_locked(model: Any, model_path: str | Path, game: str, methods: list[str
 # ---------------------------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "sanity", help="cascading randomisation sanity checks of saliency methods (Adebayo et al.)",
-        description="Re-initialise the model's layers from the top down and compare each method's maps with the "
-        "trained model's (Spearman rank correlation of absolute and signed maps, SSIM). Writes sanity.csv and "
-        "sanity.png under --out. Methods that explain the model drop towards 0; ones near 1 ignore it.")
-    parser.add_argument("--model", required=True, help="SB3 model zip (PPO, A2C or DQN)")
-    parser.add_argument("--game", default=None, help="game (default: from the model's run folder)")
-    parser.add_argument("--methods", nargs="+", default=["gradient", "smoothgrad", "integrated_gradients", "gradcam",
-                                                         "perturbation"], help="saliency methods to check")
-    parser.add_argument("--n-obs", type=int, default=16, help="observations the maps are compared on")
-    parser.add_argument("--observations", default=None, help="a .npy of observations (N, 4, 84, 84) instead of "
-                        "playing the game")
-    parser.add_argument("--smoothgrad-samples", type=int, default=20)
-    parser.add_argument("--ig-steps", type=int, default=32)
-    parser.add_argument("--perturbation-stride", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--overwrite", action="store_true", help="recompute methods already in --out")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    method_kwargs = {"smoothgrad": {"n_samples": args.smoothgrad_samples},
-                     "integrated_gradients": {"n_steps": args.ig_steps},
-                     "perturbation": {"stride": args.perturbation_stride}}
-    method_kwargs = {k: v for k, v in method_kwargs.items() if k in args.methods}
-    for name in args.methods:
-        get_method(name)  # unknown names fail (OptionError, one line) before any work
-    table = run(args.model, args.game, args.methods, args.out, n_obs=args.n_obs, seed=args.seed,
-                method_kwargs=method_kwargs, device=args.device, observations=args.observations,
-                overwrite=args.overwrite)
-    last = table.sort_values("step").groupby("method").tail(1)
-    with pd.option_context("display.width", 120, "display.precision", 3):
-        print(last[["method", "layer", *METRICS]].to_string(index=False))
-    print(f"wrote {Path(args.out) / 'sanity.csv'} and {Path(args.out) / 'sanity.png'}")
-    return 0
