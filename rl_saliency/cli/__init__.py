@@ -22,7 +22,7 @@ COMMANDS: dict[str, str] = {
     "train": "rl_saliency.cli.train",
     "evaluate": "rl_saliency.cli.evaluate",
     "gaze-eval": "rl_saliency.gaze.evaluator",
-    "render": "rl_saliency.render.video",
+    "render": "rl_saliency.cli.render",
     "sanity": "rl_saliency.cli.sanity",
     "trust": "rl_saliency.trust",
     "sweep": "rl_saliency.sweep",

@@ -9,12 +9,10 @@ common players); without it OpenCV writes H.264 ('avc1') where its build can, el
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import math
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -408,70 +406,3 @@ def _write(sink: VideoSink, frame: np.ndarray, saliency01: np.ndarray, text: str
 # ---------------------------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "render", help="video of an agent playing (or of a human Atari-HEAD trial) with its saliency overlaid",
-        description="Play a model in one evaluation env and write an MP4 (H.264) with the saliency map overlaid "
-        "on the 210x160 RGB frame, enlarged, and a HUD (step, action, value, score). With --atari-head, replay a "
-        "human trial instead, the agent's saliency and the human gaze side by side.")
-    parser.add_argument("--model", required=True, help="SB3 model zip (PPO, A2C or DQN)")
-    parser.add_argument("--game", default=None, help="game (default: from the model's run folder)")
-    parser.add_argument("--atari-head", default=None, metavar="TRIAL",
-                        help="replay this Atari-HEAD trial (path to <trial>.txt/.tar.bz2 or their stem)")
-    parser.add_argument("--method", default="gradient", help="saliency method (attention, gradient, smoothgrad, "
-                        "integrated_gradients, gradcam, perturbation, ...)")
-    parser.add_argument("--target", default=None, help="'action' (default), 'value', or an action index")
-    parser.add_argument("--steps", type=int, default=300, help="frames to render (agent steps or trial frames)")
-    parser.add_argument("--start", type=int, default=0, help="with --atari-head: first trial frame to show")
-    parser.add_argument("--stride", type=int, default=1, help="with --atari-head: show every k-th frame")
-    parser.add_argument("--out", default="video.mp4", help="output MP4 path")
-    parser.add_argument("--gif", action="store_true", help="also write a GIF next to the MP4")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scale", type=int, default=4, help="enlargement of the 210x160 frame")
-    parser.add_argument("--fps", type=float, default=30.0, help="frames per second of the video")
-    parser.add_argument("--alpha", type=float, default=0.6, help="opacity of the heat map where most salient")
-    parser.add_argument("--normalise", choices=("running", "global"), default="running",
-                        help="scale maps by the max so far (running) or over the whole video (global)")
-    parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the greedy one")
-    parser.add_argument("--device", default="auto")
-    parser.set_defaults(func=_run)
-
-
-def _target(value: str | None) -> str | int | None:
-    if value is None:
-        return None
-    return int(value) if value.lstrip("-").isdigit() else value
-
-
-def _run(args: argparse.Namespace) -> int:
-    get_method(args.method)  # an unknown method fails (OptionError, one line) before any work
-    method_kwargs = {} if args.target is None else {"target": _target(args.target)}
-    if args.method in ("attention", "centre_bias", "uniform", "intensity"):
-        method_kwargs = {}  # these take no target
-    check_render_options(args.steps, args.scale, args.fps, args.alpha, args.normalise)
-    out = Path(args.out)
-    with io.output_lock(out.parent, out.name):  # one writer per video (the trial replay included)
-        summary = _render(args, method_kwargs)
-    print(f"wrote {', '.join(summary['paths'])}: {summary['frames']} frames, {summary['codec']}")
-    print(f"rendered at {summary['fps']:.1f} frames/s ({summary['seconds']:.1f} s)")
-    return 0
-
-
-def _render(args: argparse.Namespace, method_kwargs: dict[str, Any]) -> dict[str, Any]:
-    if args.atari_head:
-        from rl_saliency.render.replay import render_trial
-
-        summary = render_trial(args.model, args.atari_head, method=args.method, steps=args.steps, start=args.start,
-                               stride=args.stride, game=args.game, out=args.out, gif=args.gif, scale=args.scale,
-                               fps=args.fps, alpha=args.alpha, normalise=args.normalise,
-                               method_kwargs=method_kwargs, device=args.device)
-        for issue in summary["issues"]:
-            print(f"warning: {issue}", file=sys.stderr)
-    else:
-        summary = render_agent(args.model, game=args.game, method=args.method, steps=args.steps, out=args.out,
-                               gif=args.gif, seed=args.seed, scale=args.scale, fps=args.fps, alpha=args.alpha,
-                               normalise=args.normalise, deterministic=not args.stochastic,
-                               method_kwargs=method_kwargs, device=args.device)
-    return summary
