@@ -81,3 +81,52 @@ def test_evaluate_spells_both_policy_modes():
     assert parser.parse_args([*base, "--deterministic"]).deterministic is True
     assert parser.parse_args([*base, "--stochastic"]).deterministic is False
     assert parser.parse_args([*base, "--no-progress"]).progress is False
+
+
+# Every command with a --model, its other required arguments, and one of its counts (issue 12: one parametrised
+# test over the commands; trust and visualize join once they move into rl_saliency/cli/).
+MODEL_COMMANDS = {
+    "evaluate": ([], "--episodes", None),
+    "sanity": (["--out", "{tmp}/out"], "--n-obs", "--methods"),
+    "render": (["--out", "{tmp}/v.mp4"], None, "--method"),
+    "quickstart": (["--out", "{tmp}/q"], "--episodes", "--methods"),
+}
+
+
+def _argv(command, tmp_path, *extra):
+    required = [a.format(tmp=tmp_path) for a in MODEL_COMMANDS[command][0]]
+    return [command, "--model", str(tmp_path / "nope.zip"), *required, *extra]
+
+
+def _one_line_error(capsys, command):
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"rl-saliency {command}: error:"), err
+    return err
+
+
+@pytest.mark.parametrize("command", sorted(MODEL_COMMANDS))
+def test_missing_model_is_one_line_exit_2(command, tmp_path, capsys):
+    assert main(_argv(command, tmp_path)) == 2
+    assert "nope.zip" in _one_line_error(capsys, command)
+
+
+@pytest.mark.parametrize("command", sorted(c for c, (_, count, _) in MODEL_COMMANDS.items() if count))
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_bad_count_is_one_line_exit_2(command, value, tmp_path, capsys):
+    count = MODEL_COMMANDS[command][1]
+    assert main(_argv(command, tmp_path, count, value)) == 2
+    assert f"{count} must be an integer >= 1" in _one_line_error(capsys, command)
+
+
+@pytest.mark.parametrize("command", sorted(c for c, (_, _, method) in MODEL_COMMANDS.items() if method))
+def test_unknown_method_is_one_line_exit_2(command, tmp_path, capsys):
+    assert main(_argv(command, tmp_path, MODEL_COMMANDS[command][2], "nosuch")) == 2
+    assert "unknown saliency method 'nosuch'" in _one_line_error(capsys, command)
+
+
+@pytest.mark.parametrize("command", sorted(c for c in MODEL_COMMANDS if c != "quickstart"))
+def test_bad_device_is_exit_2(command, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(_argv(command, tmp_path, "--device", "tpu"))
+    assert exited.value.code == 2
+    assert "invalid choice: 'tpu'" in capsys.readouterr().err
