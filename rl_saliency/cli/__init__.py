@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "quickstart": "rl_saliency.cli.quickstart",
     "train": "rl_saliency.cli.train",
     "evaluate": "rl_saliency.cli.evaluate",
-    "gaze-eval": "rl_saliency.gaze.evaluator",
+    "gaze-eval": "rl_saliency.cli.gaze_eval",
     "render": "rl_saliency.cli.render",
     "sanity": "rl_saliency.cli.sanity",
     "trust": "rl_saliency.trust",

@@ -15,11 +15,11 @@ PACKAGE = Path(__file__).resolve().parents[2] / "rl_saliency"
 
 # Library modules whose command has not moved into rl_saliency/cli/ yet (issue 12): this list only shrinks.
 NOT_MOVED_YET = {
-    "trust.py", "sweep.py", "gaze/evaluator.py",
+    "trust.py", "sweep.py",
     "render/report.py", "agents/zoo.py", "visualize/command.py",
 }
 
-MOVED = ("evaluate", "games", "train", "quickstart", "sanity", "render", "options")
+MOVED = ("evaluate", "games", "train", "quickstart", "sanity", "render", "gaze_eval", "options")
 
 
 def test_parser_constants_agree_with_the_library():
@@ -28,6 +28,13 @@ def test_parser_constants_agree_with_the_library():
     from rl_saliency.envs.atari import BACKENDS, DEFAULT_MAX_FRAMES
 
     assert CLI_DEFAULT_SPEC == DEFAULT_SPEC
+    from rl_saliency.cli import gaze_eval
+    from rl_saliency.envs.replay import POOLS
+    from rl_saliency.gaze.evaluator import RESOLUTIONS
+    from rl_saliency.gaze.protocol import PROTOCOLS
+
+    assert gaze_eval.PROTOCOLS == tuple(sorted(PROTOCOLS)) and gaze_eval.RESOLUTIONS == tuple(sorted(RESOLUTIONS))
+    assert gaze_eval.POOLS == POOLS
     assert options.BACKENDS == BACKENDS
     assert options.DEFAULT_MAX_FRAMES == DEFAULT_MAX_FRAMES
 
@@ -90,6 +97,7 @@ MODEL_COMMANDS = {
     "sanity": (["--out", "{tmp}/out"], "--n-obs", "--methods"),
     "render": (["--out", "{tmp}/v.mp4"], None, "--method"),
     "quickstart": (["--out", "{tmp}/q"], "--episodes", "--methods"),
+    "gaze-eval": (["--out", "{tmp}/g", "--atari-head", "{tmp}"], None, "--method"),
 }
 
 
