@@ -27,7 +27,7 @@ COMMANDS: dict[str, str] = {
     "trust": "rl_saliency.trust",
     "sweep": "rl_saliency.sweep",
     "games": "rl_saliency.cli.games",
-    "zoo": "rl_saliency.agents.zoo",
+    "zoo": "rl_saliency.cli.zoo",
     "report": "rl_saliency.render.report",
     "visualize": "rl_saliency.visualize.command",
 }
