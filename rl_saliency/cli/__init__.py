@@ -28,7 +28,7 @@ COMMANDS: dict[str, str] = {
     "sweep": "rl_saliency.sweep",
     "games": "rl_saliency.cli.games",
     "zoo": "rl_saliency.cli.zoo",
-    "report": "rl_saliency.render.report",
+    "report": "rl_saliency.cli.report",
     "visualize": "rl_saliency.visualize.command",
 }
 

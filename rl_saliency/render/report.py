@@ -14,7 +14,6 @@ script error, on the ``<html>`` element (``data-images``, ``data-images-ok``, ``
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime
 import html
@@ -578,27 +577,3 @@ def build_report(folder: str | Path, out: str | Path | None = None, examples: in
         raise DataError(f"nothing to report in {root}: looked for {LOOKED_FOR} in it and two levels below")
     io.write_text(page, render_page(root, sections))
     return page
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "report", help="one self-contained HTML page for an output folder",
-        description="Write one self-contained HTML page (inline CSS, embedded images, videos linked beside it) for a "
-                    "training run, evaluation, gaze evaluation, sanity or trust folder, or a sweep: what was run, "
-                    "scores, the gaze table and charts, example frames (agent saliency | human gaze), videos and "
-                    "plots.",
-        epilog="example: rl-saliency report runs/fls_breakout")
-    parser.add_argument("folder", help="output folder of train, evaluate, gaze-eval, sanity, trust, sweep or render")
-    parser.add_argument("--out", default=None, help=f"page path (default: <folder>/{REPORT_FILE})")
-    parser.add_argument("--examples", type=int, default=4, help="example frames per method in the gaze section "
-                        "(0: none; they are computed from the model and the trial)")
-    parser.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from rl_saliency.errors import check_count
-
-    examples = check_count(args.examples, "--examples", minimum=0)
-    page = build_report(args.folder, args.out, examples)
-    print(f"written: {page}")
-    return 0
