@@ -24,7 +24,7 @@ COMMANDS: dict[str, str] = {
     "gaze-eval": "rl_saliency.cli.gaze_eval",
     "render": "rl_saliency.cli.render",
     "sanity": "rl_saliency.cli.sanity",
-    "trust": "rl_saliency.trust",
+    "trust": "rl_saliency.cli.trust",
     "sweep": "rl_saliency.sweep",
     "games": "rl_saliency.cli.games",
     "zoo": "rl_saliency.cli.zoo",

@@ -15,11 +15,12 @@ PACKAGE = Path(__file__).resolve().parents[2] / "rl_saliency"
 
 # Library modules whose command has not moved into rl_saliency/cli/ yet (issue 12): this list only shrinks.
 NOT_MOVED_YET = {
-    "trust.py", "sweep.py",
+    "sweep.py",
     "visualize/command.py",
 }
 
-MOVED = ("evaluate", "games", "train", "quickstart", "sanity", "render", "gaze_eval", "zoo", "report", "options")
+MOVED = ("evaluate", "games", "train", "quickstart", "sanity", "render", "gaze_eval", "zoo", "report", "trust",
+         "options")
 
 
 def test_parser_constants_agree_with_the_library():
@@ -35,8 +36,11 @@ def test_parser_constants_agree_with_the_library():
 
     assert gaze_eval.PROTOCOLS == tuple(sorted(PROTOCOLS)) and gaze_eval.RESOLUTIONS == tuple(sorted(RESOLUTIONS))
     assert gaze_eval.POOLS == POOLS
+    from rl_saliency.cli import trust as trust_cli
     from rl_saliency.render.report import REPORT_FILE
+    from rl_saliency.trust import DEFAULT_METHODS
 
+    assert trust_cli.DEFAULT_METHODS == DEFAULT_METHODS
     assert REPORT_FILE == "report.html"  # named in rl_saliency/cli/report.py's --out help
     assert options.BACKENDS == BACKENDS
     assert options.DEFAULT_MAX_FRAMES == DEFAULT_MAX_FRAMES
@@ -101,6 +105,7 @@ MODEL_COMMANDS = {
     "render": (["--out", "{tmp}/v.mp4"], None, "--method"),
     "quickstart": (["--out", "{tmp}/q"], "--episodes", "--methods"),
     "gaze-eval": (["--out", "{tmp}/g", "--atari-head", "{tmp}"], None, "--method"),
+    "trust": (["--out", "{tmp}/t"], "--n-obs", "--methods"),
 }
 
 
