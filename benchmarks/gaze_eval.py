@@ -8,12 +8,12 @@ Stages, each over the first ``--frames`` raw frames of the trial:
   attention  baselines + an untrained Sparse FLS PPO's attention (obs/s)
 and one full-trial pass of ``replay`` whose peak memory shows that a trial is never held in memory.
 
-``baselines`` and ``attention`` run twice, side by side, ``--rounds`` times alternately: ``before``, the metrics
-as they were before issue 17 (``_gaze_metrics_before.py``: per-map loops for the rank metrics, every metric
-redoing its own per-map work, for every method; frames decoded in the scoring thread), and ``after``, the
-package's (batched, shared per batch, static maps done once; frames decoded ahead in a second thread). Both must
-give the same table: the largest difference is printed. Rates are given per wall second and per CPU second of
-the process (the second counts both threads).
+``baselines`` and ``attention`` run twice, side by side, ``--rounds`` times alternately: ``before``, the metrics as
+they were before issue 17 (``rl_saliency/gaze/metrics.py`` at commit 5017d39, read from git: per-map loops for the
+rank metrics, every metric redoing its own per-map work, for every method; frames decoded in the scoring thread),
+and ``after``, the package's (batched, shared per batch, static maps done once; frames decoded ahead in a second
+thread). Both must give the same table: the largest difference is printed. Rates are given per wall second and per
+CPU second of the process (the second counts both threads).
 
     python benchmarks/gaze_eval.py --frames 2000
     python benchmarks/gaze_eval.py --frames 1000 --rounds 2 --skip-stages --skip-full   # before/after only
@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
+import types
 from pathlib import Path
 
-import _gaze_metrics_before
 import numpy as np
 import pandas as pd
 import torch
@@ -36,6 +38,19 @@ import torch
 from rl_saliency.envs.replay import replay_observations
 from rl_saliency.gaze import evaluator as E
 from rl_saliency.gaze.data import Trial
+
+BEFORE_COMMIT = "5017d39"  # the last commit before issue 17 changed the metrics
+
+
+def metrics_before() -> types.ModuleType:
+    """``rl_saliency/gaze/metrics.py`` as it was at ``BEFORE_COMMIT``, read from git (the benchmark's 'before')."""
+    source = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:rl_saliency/gaze/metrics.py"],
+                            cwd=Path(__file__).parent, capture_output=True, text=True, check=True).stdout
+    module = types.ModuleType("_gaze_metrics_before")
+    sys.modules[module.__name__] = module  # dataclasses look their module up here
+    exec(compile(source, f"{BEFORE_COMMIT}:rl_saliency/gaze/metrics.py", "exec"), module.__dict__)
+    return module
+
 
 DEFAULT_TRIAL = Path(__file__).resolve().parents[1].parent / "shared" / "atari_head" / "ms_pacman" / \
     "593_RZ_5037271_Aug-05-15-35-12"
@@ -65,7 +80,7 @@ def timed(label: str, fn, count_unit: str) -> dict:
 def metrics_version(which: str) -> None:
     """Point the evaluator at the scoring of ``which``: ``before`` (issue 17's starting point) or ``after``."""
     if which == "before":  # and the frames decoded in the same thread as the scoring
-        E.all_metrics_batch, E.prepare = _gaze_metrics_before.all_metrics_batch, lambda maps: maps
+        E.all_metrics_batch, E.prepare = metrics_before().all_metrics_batch, lambda maps: maps
         E.prefetched = iter
     else:
         from rl_saliency.gaze import metrics, prefetch
