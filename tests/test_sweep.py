@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +43,40 @@ def write_grid(tmp_path: Path, **overrides) -> Path:
 
 def events(out: Path, key: str) -> list[str]:
     return [e["event"] for e in sweep.read_log(out, key)]
+
+
+def _consume(marker: Path) -> bool:
+    """Remove a marker file; True only for the one caller (of any process) that removed it."""
+    try:
+        marker.unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+class Faults:
+    """The tests' fault injection, through the Steps seam: wraps a task step so that chosen tasks raise once
+    (``fail_once``), kill their worker process once (``crash_once``, as Ray sees an OOM kill or a lost node) or
+    always raise (``broken``). "Once" is a marker file under the test's own ``folder``, consumed by the first
+    attempt, so it holds across Ray worker processes. Wrapping the evaluate step fails a task after training, so
+    a retry must reuse the trained model."""
+
+    def __init__(self, step, folder: Path, fail_once=(), crash_once=(), broken=()):
+        self.step, self.folder, self.broken = step, Path(folder), set(broken)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for key in fail_once:
+            (self.folder / f"{key}.fail_once").touch()
+        for key in crash_once:
+            (self.folder / f"{key}.crash_once").touch()
+
+    def __call__(self, task, work):
+        if task.key in self.broken:
+            raise RuntimeError(f"task {task.key} is broken")
+        if _consume(self.folder / f"{task.key}.fail_once"):
+            raise RuntimeError(f"task {task.key}: injected failure (fail_once)")
+        if _consume(self.folder / f"{task.key}.crash_once"):
+            os._exit(17)  # a killed worker
+        self.step(task, work)
 
 
 # ------------------------------------------------------------------------------------------------ grid
@@ -172,16 +209,18 @@ def fake_evaluate_step(task, work):
         {"score_mean": score, "score_std": 0.0, "episodes": 1, "length_mean": 100.0}))
 
 
+FAKE_TASK = functools.partial(sweep.run_task, steps=sweep.Steps(train=fake_train_step, evaluate=fake_evaluate_step))
+
+
 def test_local_sweep_without_ray_retries_and_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails: --local must not need it
-    monkeypatch.setattr(sweep, "_train_step", fake_train_step)
-    monkeypatch.setattr(sweep, "_evaluate_step", fake_evaluate_step)
+    run_sweep = sweep.run_sweep
     grid, out = write_grid(tmp_path, seeds=[0, 1]), tmp_path / "out"
     flaky, doomed = "pong__fls_tiny__seed1", "breakout__nature_tiny__seed0"
-    (out / sweep.INJECT_DIR).mkdir(parents=True)
-    (out / sweep.INJECT_DIR / f"{flaky}.fail_once").touch()
-    # fails on both attempts (max_retries 1): recorded as failed, the other tasks go on
-    monkeypatch.setattr(sweep, "_inject_faults", _fail_key(doomed, sweep._inject_faults))
+    # flaky fails once; doomed fails on both attempts (max_retries 1): recorded as failed, the other tasks go on
+    faults = Faults(fake_evaluate_step, tmp_path / "faults", fail_once=[flaky], broken=[doomed])
+    task_fn = functools.partial(sweep.run_task, steps=sweep.Steps(train=fake_train_step, evaluate=faults))
+    monkeypatch.setattr(sweep, "run_sweep", functools.partial(run_sweep, task_fn=task_fn))  # what the CLI runs
 
     assert main(["sweep", "--grid", str(grid), "--out", str(out), "--local"]) == 1
     assert f"failed {doomed}" in capsys.readouterr().err
@@ -194,10 +233,11 @@ def test_local_sweep_without_ray_retries_and_resumes(tmp_path, monkeypatch, caps
     result = json.loads((out / sweep.TASKS_DIR / flaky / sweep.RESULT_FILE).read_text())
     assert result["attempts"] == 2 and result["score"] == 10.0 + len("fls_tiny")
 
+    assert not (out / ".inject").exists()  # a real sweep holds no test hooks
+
     # resume: only the failed task runs again (and now succeeds); finished ones are not touched
-    monkeypatch.setattr(sweep, "_inject_faults", lambda out, key, allow_crash: None)
     stamps = {p: p.stat().st_mtime_ns for p in (out / sweep.TASKS_DIR).glob("*/result.json")}
-    report = sweep.run_sweep(grid, out, local=True, progress=False)
+    report = run_sweep(grid, out, local=True, progress=False, task_fn=FAKE_TASK)
     assert report.done == [doomed] and len(report.skipped) == 7 and report.ok
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert events(out, doomed) == ["start", "train", "start", "failed", "start", "evaluate", "done"]
@@ -210,29 +250,19 @@ def test_local_sweep_without_ray_retries_and_resumes(tmp_path, monkeypatch, caps
     # without Ray installed, only --local can run what is left
     (out / sweep.TASKS_DIR / doomed / sweep.RESULT_FILE).unlink()
     with pytest.raises(ClusterError, match=r"needs Ray: pip install 'rl-saliency\[distributed\]'"):
-        sweep.run_sweep(grid, out, progress=False)
+        run_sweep(grid, out, progress=False)
 
     # a changed grid cannot silently reuse results made with another config
     changed = write_grid(tmp_path, seeds=[0, 1], train={"timesteps": 512})
     with pytest.raises(SpecError, match="another configuration"):
-        sweep.run_sweep(changed, out, local=True, progress=False)
+        run_sweep(changed, out, local=True, progress=False, task_fn=FAKE_TASK)
 
 
-def _fail_key(key, inject):
-    def inject_faults(out, task_key, allow_crash):
-        if task_key == key:
-            raise RuntimeError(f"task {key} is broken")
-        inject(out, task_key, allow_crash)
-    return inject_faults
-
-
-def test_dry_run_lists_status(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(sweep, "_train_step", fake_train_step)
-    monkeypatch.setattr(sweep, "_evaluate_step", fake_evaluate_step)
+def test_dry_run_lists_status(tmp_path, capsys):
     grid = sweep.load_grid(write_grid(tmp_path, games=["breakout"]))
     out = tmp_path / "out"
-    sweep._prepare_out(grid, out)
-    sweep.run_task(grid.tasks()[0], out)
+    sweep.prepare_out(grid, out)
+    FAKE_TASK(grid.tasks()[0], out)
     assert main(["sweep", "--grid", str(grid.path), "--out", str(out), "--dry-run"]) == 0
     lines = capsys.readouterr().out.split("\n")
     assert lines[:2] == ["done     breakout__nature_tiny__seed0", "pending  breakout__fls_tiny__seed0"]
@@ -243,13 +273,23 @@ def test_result_from_a_worker_without_shared_storage_is_kept(tmp_path):
     task = sweep.load_grid(write_grid(tmp_path, games=["breakout"])).tasks()[0]
     out = tmp_path / "out"
     result = {"key": task.key, "game": "breakout", "agent": task.agent, "seed": 0, "score": 3.0, "host": "node-7"}
-    sweep._ensure_result(out, task, result)
-    sweep._ensure_result(out, task, {**result, "score": 99.0})  # a finished cell is never overwritten
+    sweep.layout.ensure_result(out, task.key, result)
+    sweep.layout.ensure_result(out, task.key, {**result, "score": 99.0})  # a finished cell is never overwritten
     assert json.loads((out / sweep.TASKS_DIR / task.key / sweep.RESULT_FILE).read_text())["score"] == 3.0
     assert sweep.task_status(out, task) == "done" and not list((out / sweep.PARTIAL_DIR).iterdir())
 
 
 # ------------------------------------------------------------------------------------------------ Ray
+
+
+@contextlib.contextmanager
+def pickled_by_value(ray):
+    module = sys.modules[__name__]
+    ray.cloudpickle.register_pickle_by_value(module)
+    try:
+        yield
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(module)
 
 
 @pytest.mark.slow
@@ -259,11 +299,11 @@ def test_ray_sweep_end_to_end_with_failures_and_resume(tmp_path):
     ray = pytest.importorskip("ray")
     grid, out = write_grid(tmp_path), tmp_path / "out"
     raises, crashes = "breakout__fls_tiny__seed0", "pong__nature_tiny__seed0"
-    (out / sweep.INJECT_DIR).mkdir(parents=True)
-    (out / sweep.INJECT_DIR / f"{raises}.fail_once").touch()
-    (out / sweep.INJECT_DIR / f"{crashes}.crash_once").touch()
+    faults = Faults(sweep.task.evaluate_step, tmp_path / "faults", fail_once=[raises], crash_once=[crashes])
+    task_fn = functools.partial(sweep.run_task, steps=sweep.Steps(evaluate=faults))
 
-    report = sweep.run_sweep(grid, out, num_cpus=2, progress=False)
+    with pickled_by_value(ray):  # the workers cannot import this test module: ship Faults by value
+        report = sweep.run_sweep(grid, out, num_cpus=2, progress=False, task_fn=task_fn)
     assert not ray.is_initialized()  # the sweep stops the instance it started
     assert report.ok, report.failed
     keys = [t.key for t in sweep.load_grid(grid).tasks()]
@@ -278,6 +318,7 @@ def test_ray_sweep_end_to_end_with_failures_and_resume(tmp_path):
         assert (out / sweep.TASKS_DIR / key / "run" / "model.zip").exists()
         assert result["episodes"] == 1 and np.isfinite(result["score"])
     assert not list((out / sweep.PARTIAL_DIR).iterdir())
+    assert not list((tmp_path / "faults").iterdir())  # every injected fault fired once
     table = pd.read_csv(out / "table.csv").set_index(["metric", "game"])
     assert list(table.index) == [("score", "breakout"), ("score", "pong")]
     assert {"nature_tiny mean", "fls_tiny mean"} <= set(table.columns)

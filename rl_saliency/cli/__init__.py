@@ -25,7 +25,7 @@ COMMANDS: dict[str, str] = {
     "render": "rl_saliency.cli.render",
     "sanity": "rl_saliency.cli.sanity",
     "trust": "rl_saliency.cli.trust",
-    "sweep": "rl_saliency.sweep",
+    "sweep": "rl_saliency.cli.sweep",
     "games": "rl_saliency.cli.games",
     "zoo": "rl_saliency.cli.zoo",
     "report": "rl_saliency.cli.report",
