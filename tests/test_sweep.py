@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
+import inspect
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -130,6 +133,15 @@ def test_grid_expands_and_merges_overrides(tmp_path):
     ({"evaluate": {"episodes": 0}}, "evaluate.episodes must be an integer >= 1, got 0"),  # segfaulted the worker
     ({"gaze": {"data": ".", "method": "nosuch"}}, "unknown saliency methods ['nosuch'] in gaze"),
     ({"gaze": {"data": ".", "max_frames": 3}}, "gaze.max_frames must be an integer >= 14, got 3"),
+    # typed sections (rl_saliency.sweep.sections): values checked now, not by a worker after training
+    ({"evaluate": {"deterministic": "yes"}}, "evaluate.deterministic must be true or false, got 'yes'"),
+    ({"evaluate": {"device": "tpu"}}, "evaluate.device must be one of auto, cpu, cuda, got 'tpu'"),
+    ({"gaze": {"data": ".", "resolution": 100}}, "gaze.resolution must be one of 84, 210, got 100"),
+    ({"gaze": {"data": ".", "pool": "rgbx"}}, "gaze.pool must be one of auto, rgb, grey, got 'rgbx'"),
+    ({"gaze": {"data": ".", "protocol": "fls"}}, "gaze.protocol must be one of"),
+    ({"gaze": {"data": ".", "trials": "593_RZ"}}, "gaze.trials must be a list of trial names"),
+    ({"gaze": {"data": ".", "keep_observations": True}}, "unknown or reserved gaze options ['keep_observations']"),
+    ({"resources": {"memory": "lots"}}, "resources.memory must be a number >= 0"),
 ])
 def test_bad_grids_name_the_problem_and_the_file(tmp_path, change, message):
     path = write_grid(tmp_path, **change)
@@ -144,6 +156,58 @@ def test_cli_reports_bad_grid_in_one_line(tmp_path, capsys):
     assert main(["sweep", "--grid", str(path), "--out", str(tmp_path / "out"), "--local"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("rl-saliency sweep: error: grid") and str(path) in err and "\n" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--grid", "{tmp}/no_such_grid.yaml"], "grid file {tmp}/no_such_grid.yaml does not exist"),
+    (["--grid", "{grid}", "--num-cpus", "0"], "--num-cpus must be an integer >= 1, got 0"),
+    (["--grid", "{grid}", "--local", "--address", "auto"], "--local runs without Ray"),
+    (["--grid", "{unknown_key}"], "unknown keys ['epochs']"),
+])
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
+    (tmp_path / "k").mkdir()
+    values = {"tmp": tmp_path, "grid": write_grid(tmp_path), "unknown_key": write_grid(tmp_path / "k", epochs=3)}
+    argv = [a.format(**values) for a in argv]
+    assert main(["sweep", *argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("rl-saliency sweep: error:"), err
+    assert message.format(**values) in err
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_the_command_imports_no_torch():
+    code = ("import sys, rl_saliency.cli.sweep; "
+            "print(sorted(m for m in ('torch', 'stable_baselines3', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("section, command", [
+    (sweep.TrainOptions, "rl_saliency.train:train"),
+    (sweep.EvaluateOptions, "rl_saliency.evaluate:evaluate"),
+    (sweep.GazeOptions, "rl_saliency.gaze.evaluator:gaze_eval"),
+])
+def test_sections_are_options_of_their_commands(section, command):
+    """Every option a grid section passes on is a keyword of the command the task calls, and so is every
+    argument the sweep reserves for itself (the check that replaced introspecting signatures at run time)."""
+    module, name = command.split(":")
+    params = set(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
+    passed = set(section.options()) - set(section.extra)
+    assert passed <= params, passed - params
+    assert set(section.reserved) <= params, set(section.reserved) - params
+
+
+def test_section_choices_agree_with_the_command_layer():
+    from rl_saliency.cli import options
+    from rl_saliency.sweep import sections
+
+    assert sections.DEVICES == options.DEVICES
+
+
+def test_production_code_holds_no_fault_injection():
+    for path in Path(sweep.__file__).parent.glob("*.py"):
+        text = path.read_text()
+        assert "os._exit" not in text and ".inject" not in text and "fail_once" not in text, path
 
 
 # ------------------------------------------------------------------------------------------------ aggregation
@@ -330,6 +394,25 @@ def test_ray_sweep_end_to_end_with_failures_and_resume(tmp_path):
     assert again.done == [] and sorted(again.skipped) == sorted(keys)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert {key: events(out, key) for key in keys} == logs
+
+
+@pytest.mark.slow
+def test_ray_records_a_task_whose_retries_run_out(tmp_path, capsys):
+    """On Ray a failing task goes through the same retry path as with --local: retried max_retries times by the
+    driver, then recorded in failed/ while the other tasks finish."""
+    ray = pytest.importorskip("ray")
+    grid, out = write_grid(tmp_path, games=["breakout"], max_retries=2), tmp_path / "out"
+    doomed = "breakout__fls_tiny__seed0"
+    faults = Faults(fake_evaluate_step, tmp_path / "faults", broken=[doomed])
+    task_fn = functools.partial(sweep.run_task, steps=sweep.Steps(train=fake_train_step, evaluate=faults))
+    with pickled_by_value(ray):
+        report = sweep.run_sweep(grid, out, num_cpus=2, progress=False, task_fn=task_fn)
+    assert report.done == ["breakout__nature_tiny__seed0"] and list(report.failed) == [doomed]
+    assert f"task {doomed} is broken" in report.failed[doomed]
+    assert f"sweep: task {doomed} failed after 3 attempts" in capsys.readouterr().err
+    assert events(out, doomed) == ["start", "train", "start", "start", "failed"]
+    assert sweep.task_status(out, sweep.load_grid(grid).tasks()[1]) == "failed"
+    assert not ray.is_initialized()
 
 
 @pytest.mark.slow
