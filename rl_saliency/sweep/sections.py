@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeVar
 
 from rl_saliency.errors import OptionError, SpecError, check_count
 
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")  # as rl_saliency.cli.options.DEVICES (tests/test_sweep.py checks they agree)
 _BACKENDS = "rl_saliency.envs:BACKENDS"  # choice lists living in heavy modules, imported when a grid is checked
 _PROTOCOLS = "rl_saliency.gaze.protocol:PROTOCOLS"
 _RESOLUTIONS = "rl_saliency.gaze.protocol:RESOLUTIONS"
@@ -114,7 +114,8 @@ class TrainOptions(Section):
 
 @dataclass(frozen=True)
 class EvaluateOptions(Section):
-    """``evaluate``: options of ``rl_saliency.evaluate.evaluate``; ``episodes`` defaults to 10."""
+    """``evaluate``: options of ``rl_saliency.evaluate.evaluate``; ``episodes`` defaults to
+    ``rl_saliency.sweep.task.EVAL_EPISODES`` (10)."""
 
     name: ClassVar[str] = "evaluate"
     reserved: ClassVar[tuple[str, ...]] = ("model_path", "game", "seed", "out", "progress")
@@ -124,7 +125,6 @@ class EvaluateOptions(Section):
     backend: str | None = _choice(_BACKENDS)
     deterministic: bool | None = _flag()
     device: str | None = _choice(DEVICES)
-
 
 
 @dataclass(frozen=True)
