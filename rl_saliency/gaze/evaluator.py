@@ -30,7 +30,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from rl_saliency import __version__, io
-from rl_saliency.envs.replay import POOLS, ReplayReport, replay_observations
+from rl_saliency.envs.replay import ReplayReport
 from rl_saliency.errors import DataError, ModelLoadError, SpecError
 from rl_saliency.gaze.data import FRAME_SHAPE, Trial, TrialFiles, find_trials
 from rl_saliency.gaze.fixations import (
@@ -40,70 +40,28 @@ from rl_saliency.gaze.fixations import (
     observation_indices,
     shuffled_negatives,
 )
-from rl_saliency.gaze.metrics import METRICS, all_metrics_batch, prepare
-from rl_saliency.gaze.prefetch import prefetched
+from rl_saliency.gaze.metrics import METRICS
+from rl_saliency.gaze.prefetch import replayed_batches
 from rl_saliency.gaze.protocol import Protocol, from_label, resolve_protocol
+from rl_saliency.gaze.scoring import GazeBatch, Scorer
+from rl_saliency.runs import check_method, model_path, open_agent
+from rl_saliency.runs import replay_pool as replay_pool  # the pooling rule lives in the resolver
 from rl_saliency.saliency.base import upsample_to_frame
 
 BASELINES = ("centre_bias", "uniform", "intensity")
 RESOLUTIONS = {84: OBS_SHAPE, 210: FRAME_SHAPE}
-LOWER_IS_BETTER = {"kl_div"}
 ID_COLUMNS = ["game", "trial", "method", "protocol", "frame_index", "n_fixations", "n_offscreen", "n_negatives",
               "map_finite"]
 
 
 # ------------------------------------------------------------------------------------------------ the model
 
-def _model_game(model_path: Path, game: str | None) -> str | None:
-    """The game the model was trained on: its run folder's config.yaml, else ``game``; both must agree."""
-    from rl_saliency.envs.registry import resolve_game
-    from rl_saliency.evaluate import run_config
-
-    config = run_config(model_path) or {}
-    trained = resolve_game(config["game"]).name if config.get("game") else None
-    given = resolve_game(game).name if game else None
-    if trained and given and trained != given:
-        raise ModelLoadError(f"model {model_path} was trained on {trained} (its run's config.yaml) but --game is "
-                             f"{given}")
-    return trained or given
-
-
-def replay_pool(model_path: str | Path | None, pool: str = "auto") -> str:
-    """How the replay pools each step's two raw frames: as the env backend the model was trained on did.
-    ``auto``: the run's config.yaml ``backend`` (``ale`` -> ``grey``, ``sb3`` -> ``rgb``); ``rgb`` (SB3's
-    AtariWrapper, as rl-zoo models were trained) when the model has no run folder."""
-    if pool != "auto":
-        if pool not in POOLS:
-            raise SpecError(f"pool must be auto or one of {', '.join(POOLS)}, got {pool!r}")
-        return pool
-    if model_path is None or str(model_path).lower() == "none":
-        return "rgb"
-    from rl_saliency.evaluate import run_config
-
-    backend = (run_config(model_path) or {}).get("backend", "sb3")
-    return "grey" if backend == "ale" else "rgb"
-
-
 def load_policy(model_path: str | Path | None, game: str | None, device: str = "auto") -> tuple[Any, str | None]:
-    """The model's policy (or None for ``--model none``) and its game, checked against the game's spaces."""
+    """The model's policy (or None for ``--model none``) and its game (:func:`rl_saliency.runs.open_agent`)."""
     if model_path is None or str(model_path).lower() == "none":
         return None, game
-    from rl_saliency.envs import make_atari_vec_env
-    from rl_saliency.models import check_model_fits, load_model, read_model_data, wrap_env_for_model
-
-    model_path = Path(model_path)
-    read_model_data(model_path)  # a missing or corrupt zip is named as such, not as a missing config.yaml
-    game = _model_game(model_path, game)
-    if game is None:
-        raise ModelLoadError(f"cannot tell which game {model_path} plays: no run config.yaml next to it; pass --game")
-    model = load_model(model_path, device=device)
-    venv = wrap_env_for_model(model, make_atari_vec_env(game, n_envs=1, backend="sb3", training=False))
-    try:
-        check_model_fits(model, venv.observation_space, venv.action_space, what=f"game {game!r}")
-    finally:
-        venv.close()
-    model.policy.set_training_mode(False)
-    return model.policy, game
+    agent = open_agent(model_path, game, device=device)
+    return agent.policy, agent.game
 
 
 def resolve_methods(names: Sequence[str], policy: Any) -> dict[str, Any]:
@@ -121,10 +79,7 @@ def resolve_methods(names: Sequence[str], policy: Any) -> dict[str, Any]:
         if policy is None:
             raise ModelLoadError(f"method {name!r} needs a model; with --model none only the baselines "
                                  f"({', '.join(BASELINES)}) can be scored")
-        try:  # fail now, with the reason, rather than after the first trial's frames
-            methods[name].attribute(policy, np.zeros((1, 4, 84, 84), np.uint8))
-        except ValueError as err:
-            raise ModelLoadError(f"method {name!r} cannot explain this model: {err}") from err
+        check_method(methods[name], name, policy)  # fails now, with the reason, not after a trial's frames
     return methods
 
 
@@ -149,6 +104,20 @@ def _kl_zero_near_gaze(maps: np.ndarray, density: np.ndarray) -> np.ndarray:
     return ((maps <= 1e-8 * top) & (density > 0)).reshape(len(maps), -1).any(axis=1)
 
 
+def _table(trial: Trial, label: str, parts: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per observation and method from the scored parts (one per batch and method), in their order: the
+    table ``pd.concat`` of one DataFrame per part gave, built once."""
+    if not parts:
+        return pd.DataFrame(columns=[*ID_COLUMNS, *METRICS])
+    n = sum(len(p["frame_index"]) for p in parts)
+    columns: dict[str, Any] = {"game": [trial.game] * n, "trial": [trial.name] * n,
+                               "method": [p["method"] for p in parts for _ in range(len(p["frame_index"]))],
+                               "protocol": [label] * n}
+    for key in ["frame_index", "n_fixations", "n_offscreen", "n_negatives", "map_finite", *METRICS]:
+        columns[key] = np.concatenate([np.asarray(p[key]) for p in parts])
+    return pd.DataFrame(columns)
+
+
 def evaluate_trial(trial: Trial, policy: Any, methods: dict[str, Any], protocol: str | Protocol = "default",
                    max_frames: int | None = None, batch_size: int = 64, seed: int = 0, pool: str = "rgb",
                    progress: bool = True, resolution: int | None = None,
@@ -165,15 +134,13 @@ def evaluate_trial(trial: Trial, policy: Any, methods: dict[str, Any], protocol:
                                            aligned=protocol.aligned)
     position = {index: k for k, index in enumerate(indices)}
     rng = np.random.default_rng(_trial_seed(seed, trial.name))
-    baseline = centre_bias_map(shape)
+    scorer = Scorer(centre_bias_map(shape))  # keeps the static maps' work (centre bias, uniform) between batches
     replay_report = ReplayReport()
     rows: list[pd.DataFrame] = []
     bar = tqdm(total=len(indices), unit="obs", desc=f"{trial.game or '?'} {trial.name}", disable=not progress,
                leave=False)
 
-    def score(batch: list[tuple[int, np.ndarray]]) -> None:
-        at = [i for i, _ in batch]
-        obs = np.stack([o for _, o in batch])
+    def score(at: list[int], obs: np.ndarray) -> None:
         gaze_options = {"rounding": protocol.rounding, "gaze_offset": protocol.gaze_offset}
         counts, n_fix, n_off = observation_counts(gaze, at, shape, **gaze_options)
         density = gaze_density(counts, border=protocol.blur_border)
@@ -182,35 +149,33 @@ def evaluate_trial(trial: Trial, policy: Any, methods: dict[str, Any], protocol:
         n_negatives = others.sum(axis=(1, 2)).astype(np.int64)
         metric_seed = int(rng.integers(2**63))
         # the gaze side of every metric (fixated pixels, densities, their sums) is the same for every method
-        gaze_maps = prepare(counts), prepare(density), prepare(others)
+        gaze_batch = GazeBatch(counts, density, others)
         for name, method in methods.items():
             maps = method.attribute(policy, obs)
             if shape != OBS_SHAPE:
                 maps = upsample_to_frame(maps, shape)
             # the same random negatives (AUC-Borji) for every method: differences are the maps' only
-            values = all_metrics_batch(maps, gaze_maps[0], gaze_maps[1], gaze_maps[2], baseline,
-                                       np.random.default_rng(metric_seed))
+            values = scorer.score(maps, gaze_batch, metric_seed)
             if protocol.kl_skip_zero_near_gaze:
                 values["kl_div"][_kl_zero_near_gaze(maps, density)] = np.nan
             finite = np.isfinite(np.asarray(maps).reshape(len(at), -1)).all(axis=1)
-            rows.append(pd.DataFrame({"game": trial.game, "trial": trial.name, "method": name,
-                                      "protocol": protocol.label, "frame_index": at, "n_fixations": n_fix,
-                                      "n_offscreen": n_off, "n_negatives": n_negatives, "map_finite": finite,
-                                      **values}))
-        bar.update(len(batch))
+            rows.append({"method": name, "frame_index": np.asarray(at, np.int64), "n_fixations": n_fix,
+                         "n_offscreen": n_off, "n_negatives": n_negatives, "map_finite": finite, **values})
+        bar.update(len(at))
 
-    batch: list[tuple[int, np.ndarray]] = []
-    frames = trial.frames(max_index=indices[-1] if indices else first)
-    # the frames are decoded and replayed in a thread, ahead of the scoring (both release the GIL for most of it)
-    for item in prefetched(replay_observations(frames, indices=indices, report=replay_report, pool=pool)):
-        batch.append(item)
-        if len(batch) == batch_size:
-            score(batch)
-            batch = []
-    if batch:
-        score(batch)
+    # the frames are decoded and replayed in a separate process, ahead of the scoring, in the batches scored here
+    reports: dict[str, Any] = {}
+    if indices:
+        for at, obs in replayed_batches(trial.files.tar, gaze.frame_index.tolist(), indices, batch_size, pool=pool,
+                                        max_index=indices[-1], reports=reports):
+            score(at.tolist(), obs)
+    else:
+        list(trial.frames(max_index=first))  # no observation to build: the stream is still checked
+    if reports:
+        trial.last_report = reports["frames"]
+        replay_report.gaps, replay_report.emitted = reports["replay"].gaps, reports["replay"].emitted
     bar.close()
-    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=[*ID_COLUMNS, *METRICS])
+    table = _table(trial, protocol.label, rows)
     summary = {
         "game": trial.game, "trial": trial.name, "protocol": protocol.as_dict(), "protocol_label": protocol.label,
         "txt": str(trial.files.txt), "tar": str(trial.files.tar),
@@ -307,12 +272,6 @@ def summarise_games(per_trial: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}_n"] = int(group[f"{metric}_n"].sum())
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def summarise(per_observation: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(per_trial, per_game)`` tables of a per-observation table."""
-    per_trial = summarise_trials(per_observation)
-    return per_trial, summarise_games(per_trial)
 
 
 def _protocol_line(table: pd.DataFrame) -> str:
@@ -445,9 +404,7 @@ def gaze_eval(model: str | Path | None, atari_head: str | Path, out: str | Path,
     if batch_size < 1 or (stride is not None and stride < 1) or (max_frames is not None and max_frames < 14):
         raise SpecError(f"--batch-size and --stride must be >= 1 and --max-frames >= 14 (one observation needs 14 "
                         f"frames); got --batch-size {batch_size}, --stride {stride}, --max-frames {max_frames}")
-    from rl_saliency.agents.zoo import resolve_model
-
-    model = resolve_model(model) if model is not None else None
+    model = model_path(model) if model is not None and str(model).lower() != "none" else model
     protocol = resolve_protocol(protocol, resolution=resolution, stride=stride)
     out = Path(out)
     pool = replay_pool(model, pool)

@@ -1,4 +1,5 @@
-"""Run an iterator ahead in a background thread: decoding a trial's frames overlapped with scoring them.
+"""Run the decoding of a trial's frames ahead of their scoring: in a background thread (``prefetched``) or, as the
+evaluator does, in a separate process (``replayed_batches``), which shares no GIL with the scoring.
 
 Reading the tar.bz2, decoding the PNGs and the replay's resizing spend most of their time in C code that
 releases the GIL (bz2, OpenCV), as does most of numpy's work on the scoring side, so one thread is enough to
@@ -8,10 +9,15 @@ is raised by the consumer at the same point of the sequence; closing the consume
 
 from __future__ import annotations
 
+import multiprocessing
+import pickle
 import queue
 import threading
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TypeVar
+
+import numpy as np
 
 T = TypeVar("T")
 
@@ -67,3 +73,131 @@ def prefetched(items: Iterable[T], depth: int = 128) -> Iterator[T]:
     finally:
         stop.set()
         thread.join()
+
+
+# ------------------------------------------------------------------------------------------------ a process
+
+class ProducerError(RuntimeError):
+    """The frame-decoding process stopped without finishing (killed, or crashed outside Python)."""
+
+
+def _replay_worker(out, stop, tar: str, expected: list[int], max_index: int | None, reorder_bytes: int,
+                   indices: list[int], pool: str, batch_size: int) -> None:
+    """The producer process: decode the trial's frames, replay them into observations and put them on ``out`` in
+    batches of ``batch_size`` (the last one shorter): ``("batch", indices int64 (n,), obs uint8 (n, 4, 84, 84))``,
+    then ``("done", frame report, replay report)``, or ``("error", exception, traceback text)``."""
+    import traceback
+
+    from rl_saliency.envs.replay import ReplayReport, replay_observations
+    from rl_saliency.gaze.data import FrameStreamReport, iter_frames
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    frame_report, replay_report = FrameStreamReport(Path(tar)), ReplayReport()
+    try:
+        frames = iter_frames(tar, expected=expected, max_index=max_index, report=frame_report,
+                             reorder_bytes=reorder_bytes)
+        at: list[int] = []
+        obs: list = []
+        for index, observation in replay_observations(frames, indices=indices, report=replay_report, pool=pool):
+            at.append(index)
+            obs.append(observation)
+            if len(at) == batch_size:
+                if not put(("batch", np.asarray(at, np.int64), np.stack(obs))):
+                    return
+                at, obs = [], []
+        if at and not put(("batch", np.asarray(at, np.int64), np.stack(obs))):
+            return
+        put(("done", frame_report, replay_report, _private_mib()))
+    except BaseException as error:  # noqa: BLE001 - every error is handed to the evaluator, raised there
+        text = traceback.format_exc()
+        try:
+            pickle.dumps(error)
+        except Exception:  # noqa: BLE001 - an exception that cannot cross processes goes as its text
+            error = ProducerError(f"{type(error).__name__}: {error}")
+        put(("error", error, text))
+
+
+def _private_mib() -> float | None:
+    """This process's private (unshared) memory in MiB, from /proc (None where there is none)."""
+    try:
+        text = Path("/proc/self/smaps_rollup").read_text()
+    except OSError:
+        return None
+    return sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("Private_")) / 1024
+
+
+LAST_PRODUCER_PRIVATE_MIB: list[float | None] = [None]  # the last producer's private memory at its end (benchmarks)
+
+
+def _context():
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def replayed_batches(tar: str | Path, expected: list[int], indices: list[int], batch_size: int, pool: str = "rgb",
+                     max_index: int | None = None, reorder_bytes: int | None = None, depth: int = 4,
+                     reports: dict | None = None, poll_s: float = 0.5) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The observations at ``indices`` of a trial's tar.bz2 (``envs.replay``, ``pool``), decoded and replayed in a
+    separate process, up to ``depth`` batches ahead of the caller (decoding shares no GIL with the scoring), in
+    batches ``(indices (n,), obs (n, 4, 84, 84) uint8)`` of ``batch_size`` consecutive observations (the last
+    one shorter): the batches the single-process loop would build. When the stream ends, ``reports`` (if given)
+    receives ``frames`` (the ``FrameStreamReport``) and ``replay`` (the ``ReplayReport``).
+
+    An exception in the producer is raised here, after the batches before it, with the producer's traceback as
+    a note; a producer that dies without a word (killed) raises ``ProducerError`` within ``poll_s`` seconds or
+    so; closing this generator early stops the producer."""
+    from rl_saliency.gaze.data import DEFAULT_REORDER_BYTES
+
+    if batch_size < 1 or depth < 1:
+        raise ValueError(f"batch_size and depth must be >= 1, got {batch_size}, {depth}")
+    context = _context()
+    out, stop = context.Queue(maxsize=depth), context.Event()
+    process = context.Process(target=_replay_worker, name="gaze-replay", daemon=True, args=(
+        out, stop, str(tar), list(expected), max_index,
+        DEFAULT_REORDER_BYTES if reorder_bytes is None else reorder_bytes, list(indices), pool, batch_size))
+    process.start()
+    try:
+        while True:
+            try:
+                item = out.get(timeout=poll_s)
+            except queue.Empty:
+                if process.is_alive():
+                    continue
+                try:  # it may have exited just after its last put: what it sent is in the pipe
+                    item = out.get(timeout=poll_s)
+                except queue.Empty:
+                    raise ProducerError(f"the process decoding {tar} stopped (exit code {process.exitcode}) "
+                                        f"before the end of the stream") from None
+            kind = item[0]
+            if kind == "batch":
+                yield item[1], item[2]
+            elif kind == "done":
+                if reports is not None:
+                    reports["frames"], reports["replay"] = item[1], item[2]
+                LAST_PRODUCER_PRIVATE_MIB[0] = item[3]
+                return
+            else:
+                error = item[1]
+                error.add_note(f"raised in the process decoding {tar}:\n{item[2]}")
+                raise error
+    finally:
+        stop.set()
+        try:  # unblock a producer waiting on a full queue
+            while True:
+                out.get_nowait()
+        except (queue.Empty, OSError, ValueError):
+            pass
+        process.join(timeout=5)
+        if process.is_alive():
+            process.terminate()
+            process.join(timeout=5)
+        out.close()
+        out.cancel_join_thread()
