@@ -13,8 +13,10 @@ variance shrinkage 0.1; ``joint_decay0.01``: the joint one with variances shrunk
 first reached the far end and its furthest state, then plots the share of episodes that reach the far end
 against env steps to ``--png``. ``--features mlp512`` feeds the explorer 512-d features of a fixed random
 MLP (the dimension of the Atari explorer's random-CNN features) instead of the one-hot state.
-``atari`` measures PPO env-steps per second with and without the explorer side by side (alternating
-order, ``--repeats`` times) on the same vectorised Atari env.
+``atari`` measures PPO env-steps per second (wall clock and per CPU-second of the process) with and without the
+explorer side by side (order rotated, ``--repeats`` times) on the same vectorised Atari env: the explorer as it
+was at commit ad90899 (read from git), and as it is now with the ensemble trained in place or (the default) in a
+background thread beside PPO's update.
 ``atari-explore`` trains ``agents/ppo_explorer.yaml`` under each condition for a few thousand steps and
 counts the distinct Go-Explore cells (latest frame at 11x8 pixels, 8 grey levels) the agents visit, the
 share of zero bonuses (the utility clamped at 0) and the Spearman correlation between each transition's
@@ -27,8 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -120,35 +124,72 @@ def chain(args: argparse.Namespace) -> None:
     print(f"\nwrote {png}")
 
 
+BEFORE_COMMIT = "ad90899"  # the explorer before issue 17's speed work (read from git for the 'before' rows)
+
+
+def exploration_before() -> types.ModuleType:
+    """``rl_saliency/agents/exploration.py`` as it was at ``BEFORE_COMMIT``, read from git."""
+    source = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:rl_saliency/agents/exploration.py"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout
+    module = types.ModuleType("_exploration_before")
+    sys.modules[module.__name__] = module
+    exec(compile(source, f"{BEFORE_COMMIT}:rl_saliency/agents/exploration.py", "exec"), module.__dict__)
+    return module
+
+
+# the agents timed by ``atari``: plain PPO, the explorer before issue 17, and now with the ensemble trained in place
+# and beside PPO's update (train_async, the default)
+ATARI_AGENTS = ("PPO", "explorer before", "explorer in place", "explorer")
+
+
 def atari(args: argparse.Namespace) -> None:
-    from rl_saliency.agents.exploration import make_explorer
+    from rl_saliency.agents import exploration
     from rl_saliency.agents.spec import load_spec
     from rl_saliency.envs import make_atari_vec_env
+    from rl_saliency.saliency import base
 
+    registry = dict(base._REGISTRY)
+    before = exploration_before() if "explorer before" in args.agents else None
+    base._REGISTRY.clear()
+    base._REGISTRY.update(registry)  # the old module registered its own 'novelty' method
     spec = load_spec(ROOT / "agents" / "ppo_explorer.yaml")
-    timings: dict[str, list[float]] = {"PPO": [], "PPO + explorer": []}
-    order = ["PPO", "PPO + explorer"]
+    timings: dict[str, list[float]] = {name: [] for name in args.agents}
+    cpu: dict[str, list[float]] = {name: [] for name in args.agents}
+    order = list(args.agents)
     for repeat in tqdm(range(args.repeats), desc="repeats"):
-        for name in order if repeat % 2 == 0 else order[::-1]:
+        shift = repeat % len(order)
+        for name in order[shift:] + order[:shift]:  # each agent in each position of the order in turn
             venv = make_atari_vec_env(args.game, args.n_envs, seed=repeat)
             callbacks = []
             if name != "PPO":
-                venv, callback = make_explorer(spec.explorer, venv, seed=repeat)
+                module = before if name == "explorer before" else exploration
+                config = dict(spec.explorer)
+                if name != "explorer before":
+                    config["train_async"] = name == "explorer"
+                venv, callback = module.make_explorer(config, venv, seed=repeat)
                 callbacks.append(callback)
             model = spec.build_model(venv, seed=repeat, device="cpu", n_steps=args.n_steps, batch_size=256)
             model.learn(args.n_steps * args.n_envs, callback=callbacks)  # warm-up: first rollout and update
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             model.learn(args.timesteps, callback=callbacks, reset_num_timesteps=False)
             timings[name].append(args.timesteps / (time.perf_counter() - start))
+            cpu[name].append(args.timesteps / (time.process_time() - start_cpu))
             venv.close()
     print(f"\n{args.game}, {args.n_envs} envs, n_steps {args.n_steps}, {args.timesteps} timed env steps per run, "
-          f"torch threads {torch.get_num_threads()}")
-    print("| agent | env steps/s (each repeat) | mean | ratio to PPO |")
-    print("|---|---|---|---|")
-    base = float(np.mean(timings["PPO"]))
-    for name, values in timings.items():
-        print(f"| {name} | {', '.join(f'{v:.0f}' for v in values)} | {np.mean(values):.0f} | "
-              f"{np.mean(values) / base:.2f} |")
+          f"torch threads {torch.get_num_threads()}, {args.repeats} repeats (order rotated)")
+    print("| agent | env steps/s wall (each repeat) | mean | ratio to PPO (per repeat) | env steps per CPU-s "
+          "| ratio to PPO |")
+    print("|---|---|---|---|---|---|")
+    base_rate = np.asarray(timings["PPO"]) if "PPO" in timings else None
+    base_cpu = float(np.mean(cpu["PPO"])) if "PPO" in cpu else None
+    for name in args.agents:
+        values = np.asarray(timings[name])
+        ratios = values / base_rate if base_rate is not None else None
+        ratio = f"{values.mean() / base_rate.mean():.2f} ({', '.join(f'{r:.2f}' for r in ratios)})" \
+            if ratios is not None else "-"
+        cpu_ratio = f"{np.mean(cpu[name]) / base_cpu:.2f}" if base_cpu else "-"
+        print(f"| {name} | {', '.join(f'{v:.0f}' for v in values)} | {values.mean():.0f} | {ratio} | "
+              f"{np.mean(cpu[name]):.0f} | {cpu_ratio} |")
 
 
 def go_explore_cell(frame: np.ndarray) -> bytes:
@@ -249,6 +290,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-steps", type=int, default=128)
     p.add_argument("--timesteps", type=int, default=2048)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--agents", nargs="+", choices=ATARI_AGENTS, default=list(ATARI_AGENTS),
+                   help="plain PPO; the explorer at commit ad90899 (before issue 17's speed work); now, with the "
+                        "ensemble trained in place; now, trained beside PPO's update (the default)")
     p.set_defaults(func=atari)
     p = sub.add_parser("atari-explore", help="which divergence explores better in a short Atari run")
     p.add_argument("--game", default="ms_pacman")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +72,18 @@ def jensen_renyi_divergence(mean: torch.Tensor, var: torch.Tensor, per_dimension
     k = mean.shape[0]
     log_var = var.log()
     ref = log_var.mean(0)  # mean_k log var_k, per dimension
-    diff2 = (mean[:, None] - mean[None, :]).pow(2)
-    pair_var = var[:, None] + var[None, :]
-    # log N(mu_i; mu_j, S_i+S_j) + mean_k H2(P_k), per pair; exactly 0 for identical members
-    pair = -0.5 * (diff2 / pair_var + torch.log(pair_var / 2.0) - ref)
+    # log N(mu_i; mu_j, S_i+S_j) + mean_k H2(P_k), per pair; exactly 0 for identical members. The term is
+    # symmetric in (i, j), so only the K (K - 1) / 2 pairs i < j are computed (each counted twice: + log 2), and
+    # the K pairs i = i reduce to -1/2 (log var_i - ref)
+    i, j = torch.triu_indices(k, k, offset=1, device=mean.device)
+    pair_var = var[i] + var[j]
+    off = -0.5 * ((mean[i] - mean[j]).pow(2) / pair_var + torch.log(pair_var / 2.0) - ref)
+    same = -0.5 * (log_var - ref)
     if per_dimension:
-        return (2.0 * math.log(k) - torch.logsumexp(pair.flatten(0, 1), dim=0)).mean(-1).to(dtype)
-    return (2.0 * math.log(k) - torch.logsumexp(pair.sum(-1).flatten(0, 1), dim=0)).to(dtype)
+        terms = torch.cat([same, off + math.log(2.0)])
+        return (2.0 * math.log(k) - torch.logsumexp(terms, dim=0)).mean(-1).to(dtype)
+    terms = torch.cat([same.sum(-1), off.sum(-1) + math.log(2.0)])
+    return (2.0 * math.log(k) - torch.logsumexp(terms, dim=0)).to(dtype)
 
 
 def jensen_shannon_mc(mean: torch.Tensor, var: torch.Tensor, n_samples: int = 256,
@@ -246,6 +252,9 @@ DEFAULTS: dict[str, Any] = {
     "buffer_size": 10_000,  # recent transitions the ensemble trains on
     "batch_size": 256,
     "train_steps": 32,  # gradient steps per rollout end
+    # train the ensemble in a background thread beside the agent's own update (joined before the next rollout
+    # starts: the same ensemble, rewards and random draws as training in place; see NoveltyExplorer.start_training)
+    "train_async": True,
     "gamma": 0.99,  # discount of the intrinsic return whose std normalises the bonus
     "var_min": 1e-2,
     "var_max": 1.0,
@@ -283,6 +292,8 @@ def check_config(config: dict[str, Any] | None, where: str = "explorer config") 
         raise SpecError(f"{where}: var_decay must be a number in [0, 1] or auto, got {out['var_decay']!r}")
     if float(out["var_min"]) >= float(out["var_max"]):
         raise SpecError(f"{where}: var_min must be < var_max")
+    if not isinstance(out["train_async"], bool):
+        raise SpecError(f"{where}: train_async must be true or false, got {out['train_async']!r}")
     if out["per_dimension"] not in (True, False, None):
         raise SpecError(f"{where}: per_dimension must be true or false, got {out['per_dimension']!r}")
     if float(out["beta"]) < 0 or not 0 <= float(out["gamma"]) < 1:
@@ -339,6 +350,8 @@ class NoveltyExplorer:
         self.out_rms = RunningMeanStd(shape=())
         self.n_seen = 0  # transitions added so far
         self.n_norm_updates = 0
+        self._training: threading.Thread | None = None  # a round of start_training under way
+        self._round: dict[str, Any] = {}  # its statistics (or error), until finish_training hands them over
         if self.kind != "agent":
             self.set_encoder(self._make_encoder())
 
@@ -404,6 +417,7 @@ class NoveltyExplorer:
 
     def utility(self, features: torch.Tensor, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Disagreement of the members about the outcome of each (features, action): (B,)."""
+        self.wait()
         mean, var = self.ensemble(features, self.one_hot(actions))
         # MAX's variance shrinkage: the order-2 divergence punishes members whose aleatoric variances differ
         # (it can go far below 0 over many dimensions), so they are pulled towards the common upper bound
@@ -417,6 +431,7 @@ class NoveltyExplorer:
     # -- online data -------------------------------------------------------------------------------
     def add(self, features: torch.Tensor, actions: np.ndarray, next_features: torch.Tensor) -> None:
         """Store transitions (FIFO) with fresh bootstrap weights per member, and update the normalisers."""
+        self.wait()
         f, nf = features.detach().cpu().numpy(), next_features.detach().cpu().numpy()
         n, size, k = len(f), int(self.config["buffer_size"]), int(self.config["n_models"])
         if self.config["bootstrap"] == "poisson":
@@ -439,6 +454,7 @@ class NoveltyExplorer:
 
     def train_ensemble(self, steps: int | None = None) -> dict[str, float]:
         """A few gradient steps on minibatches of the recent transitions; returns loss and disagreement."""
+        self.wait()
         n = min(self.n_seen, int(self.config["buffer_size"]))
         if n == 0:
             return {}
@@ -467,8 +483,49 @@ class NoveltyExplorer:
             disagreement = self.utility(f, self.buffer["actions"][idx]).mean().item()
         return {"ensemble_loss": float(np.mean(losses)), "disagreement": disagreement}
 
+    # -- training beside the agent's update ---------------------------------------------------------
+    def start_training(self, steps: int | None = None) -> None:
+        """Run ``train_ensemble`` in a background thread and return at once; ``finish_training`` collects it.
+
+        Called at a rollout end, the round runs while the agent's own update (which never touches the explorer)
+        runs in the main thread, on the other core of a 2-core machine (torch releases the GIL inside its ops).
+        Everything that reads or changes the ensemble, the buffer or the explorer's random generator waits for
+        the round first (``utility``, ``add``, ``train_ensemble``, ``state_dict``, ``load_state_dict``), so the
+        ensemble, the rewards and the random draws are exactly those of training in place; only the time it
+        takes moves off the critical path."""
+        self.wait()
+
+        def round_() -> None:  # torch gives a new thread the intra-op thread count set with torch.set_num_threads
+            try:
+                self._round["stats"] = self.train_ensemble(steps)
+            except BaseException as err:  # noqa: BLE001 - handed to the main thread by wait()
+                self._round["error"] = err
+
+        self._round = {}
+        self._training = threading.Thread(target=round_, name="novelty-explorer-training", daemon=True)
+        self._training.start()
+
+    def wait(self) -> None:
+        """Wait for a round of ``start_training`` under way, if any (re-raising its error); a no-op inside it."""
+        thread = self._training
+        if thread is None or thread is threading.current_thread():
+            return
+        thread.join()
+        self._training = None
+        if "error" in self._round:
+            error, self._round = self._round["error"], {}
+            raise error
+
+    def finish_training(self) -> dict[str, float] | None:
+        """Wait for the round started by ``start_training`` and return its statistics (None if none is pending;
+        each round's are returned once)."""
+        self.wait()
+        stats, self._round = self._round.get("stats"), {}
+        return stats
+
     # -- state -------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        self.wait()
         n = min(self.n_seen, int(self.config["buffer_size"]))
         rms = {name: (r.mean, r.var, r.count) for name, r in
                (("return", self.return_rms), ("in", self.in_rms), ("out", self.out_rms))}
@@ -481,6 +538,7 @@ class NoveltyExplorer:
                 "rng": self.rng.bit_generator.state, "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.wait()
         if not self.ready:  # agent features: the ensemble is built when the policy is known
             self._pending_state = state
             return
@@ -572,7 +630,7 @@ class NoveltyRewardWrapper(VecEnvWrapper):
     def step_wait(self):
         obs, rewards, dones, infos = self.venv.step_wait()
         ex = self.explorer
-        with torch.no_grad():
+        with torch.inference_mode():
             if self._last_features is None:
                 self._last_features = ex.features(self._last_obs)
             new_features = ex.features(obs)
@@ -612,8 +670,23 @@ class NoveltyCallback(BaseCallback):
     def _on_step(self) -> bool:
         return True
 
+    def _on_rollout_start(self) -> None:
+        self._record_training(self.explorer.finish_training())
+
+    def _on_training_end(self) -> None:
+        self._record_training(self.explorer.finish_training())
+
+    def _record_training(self, stats: dict[str, float] | None) -> None:
+        for key, value in (stats or {}).items():
+            self.logger.record(f"explorer/{key}", value)
+
     def _on_rollout_end(self) -> None:
-        stats = self.explorer.train_ensemble()
+        # with train_async the round trains beside the agent's update; its loss and disagreement are logged when
+        # the next rollout starts (in the next log row), else right here as before
+        if self.explorer.config["train_async"]:
+            self.explorer.start_training()
+        else:
+            self._record_training(self.explorer.train_ensemble())
         intrinsic = np.concatenate(self.wrapper.stats["intrinsic"]) if self.wrapper.stats["intrinsic"] else None
         if intrinsic is not None:
             bonus = np.concatenate(self.wrapper.stats["bonus"])
@@ -622,8 +695,6 @@ class NoveltyCallback(BaseCallback):
             self.logger.record("explorer/intrinsic_max", float(intrinsic.max()))
             self.logger.record("explorer/bonus_mean", float(bonus.mean()))
         self.logger.record("explorer/return_std", float(np.sqrt(self.explorer.return_rms.var)))
-        for key, value in stats.items():
-            self.logger.record(f"explorer/{key}", value)
         self.wrapper.reset_stats()
 
     def save_state(self, path: str | Path) -> None:

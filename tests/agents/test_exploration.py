@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -312,6 +315,126 @@ def test_wrapper_adds_bonus_and_leaves_episode_info_untouched() -> None:
     terminal_idx = 19 * 2  # step 20 of env 0
     reset_features = explorer.features(BlobEnv().reset()[0][None]).numpy()[0]
     assert not np.allclose(explorer.buffer["next_features"][terminal_idx], reset_features)
+
+
+def _reference_rewards(explorer: NoveltyExplorer, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """The intrinsic rewards of (obs, actions) the long way, in float64: the random CNN's features, each member's
+    MLP one at a time, the shrunk variances, then the Jensen-Renyi divergence from its definition,
+    H2(mixture) - mean_i H2(P_i) with H2(mixture) = -log[(1/K^2) sum_ij N(mu_i; mu_j, S_i + S_j)] summed pair by
+    pair (log-sum-exp), H2(N(mu, S)) = 1/2 log|S| + d/2 log(4 pi); clamped at 0 as the wrapper does."""
+    ens, cfg = explorer.ensemble, explorer.config
+    encoder = copy.deepcopy(explorer.encoder).double()
+    with torch.no_grad():
+        features = encoder.net(torch.as_tensor(obs, dtype=torch.float64) / 255.0)
+        one_hot = F.one_hot(torch.as_tensor(actions).long(), explorer.action_dims[0]).double()
+        x = torch.cat([(features - ens.in_mean.double()) / ens.in_scale.double(), one_hot], dim=1)
+        means, variances = [], []
+        for k in range(ens.n_models):
+            h = x
+            for layer, (w, b) in enumerate(zip(ens.weights, ens.biases, strict=True)):
+                h = h @ w[k].double() + b[k, 0].double()
+                if layer < len(ens.weights) - 1:
+                    h = h * torch.sigmoid(h)
+            mu, raw = h.chunk(2, dim=-1)
+            lo, hi = float(ens.log_var_min), float(ens.log_var_max)
+            var = torch.exp(lo + (hi - lo) * torch.sigmoid(raw))
+            var_max = float(cfg["var_max"])
+            means.append(mu)
+            variances.append(var_max - explorer.var_decay * (var_max - var))
+    k, d = len(means), means[0].shape[1]
+    rewards = []
+    for b in range(len(obs)):
+        h2_members = sum(0.5 * float(v[b].log().sum()) + d / 2 * math.log(4 * math.pi) for v in variances) / k
+        log_densities = []
+        for i in range(k):
+            for j in range(k):
+                s = variances[i][b] + variances[j][b]
+                log_densities.append(float(-0.5 * ((means[i][b] - means[j][b]).pow(2) / s
+                                                   + torch.log(2 * math.pi * s)).sum()))
+        top = max(log_densities)
+        h2_mixture = -(top + math.log(sum(math.exp(v - top) for v in log_densities)) - math.log(k * k))
+        rewards.append(max(0.0, h2_mixture - h2_members))
+    return np.asarray(rewards)
+
+
+def test_intrinsic_rewards_equal_a_per_member_float64_reference() -> None:
+    """The wrapper's rewards (batched members, float32, pairs i < j only, training in a background thread) equal
+    the definition computed member by member and pair by pair in float64, to 1e-5, with the Atari explorer's
+    settings (random CNN, 512-d, joint divergence, K = 5) and an ensemble trained between steps."""
+    venv, _ = make_explorer({"features": "random_cnn"}, _blob_venv(3), seed=0)
+    explorer = venv.explorer
+    rng = np.random.default_rng(0)
+    obs = venv.reset()
+    got, expected = [], []
+    for step in range(24):
+        actions = rng.integers(0, 3, size=3)
+        if step % 8 == 0 and step:
+            explorer.start_training(steps=10)  # joined by the utility of the step below
+        reference = _reference_rewards(explorer, obs, actions) if step % 8 else None
+        obs, _, _, infos = venv.step(actions)
+        if reference is not None:
+            got.append([info["intrinsic_reward"] for info in infos])
+            expected.append(reference)
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert expected.max() > 0.01 and np.ptp(expected) > 0.01  # rewards with some spread, not all 0
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+class _RecordRewards(BaseCallback):
+    def __init__(self):
+        super().__init__()
+        self.rewards: list[float] = []
+
+    def _on_step(self) -> bool:
+        self.rewards.extend(info["intrinsic_reward"] for info in self.locals["infos"])
+        return True
+
+
+class _Capture(KVWriter):
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def write(self, key_values, key_excluded, step=0):
+        self.rows.append(dict(key_values))
+
+
+def test_training_beside_the_update_changes_nothing() -> None:
+    """train_async (the ensemble trains in a thread while PPO updates) gives bit for bit the rewards, ensemble,
+    random state, policy and losses of training in place; each round's loss is logged one row later."""
+    runs = {}
+    for train_async in (False, True):
+        config = {"features_dim": 32, "hidden": 32, "train_steps": 6, "train_async": train_async}
+        venv, callback = make_explorer(config, _blob_venv(), seed=3)
+        model = PPO("CnnPolicy", venv, n_steps=16, batch_size=32, n_epochs=2, seed=0, device="cpu",
+                    policy_kwargs={"features_extractor_kwargs": {"features_dim": 32}})
+        capture, record = _Capture(), _RecordRewards()
+        model.set_logger(Logger(None, [capture]))
+        model.learn(160, callback=[callback, record])
+        explorer = callback.explorer
+        assert explorer._training is None  # joined when learn() ended
+        losses = [row["explorer/ensemble_loss"] for row in capture.rows if "explorer/ensemble_loss" in row]
+        runs[train_async] = (record.rewards, [p.detach().clone() for p in explorer.ensemble.parameters()],
+                             explorer.rng.bit_generator.state, model.policy.state_dict(), losses)
+    (r0, p0, s0, pol0, l0), (r1, p1, s1, pol1, l1) = runs[False], runs[True]
+    assert len(r0) == 160 and r0 == r1 and max(r0) > 0
+    assert all(torch.equal(a, b) for a, b in zip(p0, p1, strict=True))
+    assert s0 == s1
+    assert all(torch.equal(pol0[key], pol1[key]) for key in pol0)
+    assert len(l0) == 5 and l1 == l0[:-1]
+
+
+def test_a_failed_background_round_raises_in_the_main_thread() -> None:
+    space = gym.spaces.Box(0.0, 1.0, (4,), np.float32)
+    ex = NoveltyExplorer(space, gym.spaces.Discrete(2), {"hidden": 8}, seed=0)
+    ex.add(torch.rand(8, 4), np.zeros(8, dtype=np.int64), torch.rand(8, 4))
+    ex.buffer["actions"][:8] = 7  # out of range for the one-hot encoding
+    ex.start_training(steps=2)
+    with pytest.raises(RuntimeError):
+        ex.finish_training()
+    assert ex.finish_training() is None  # reported once; the explorer is usable again
+    ex.buffer["actions"][:8] = 1
+    ex.start_training(steps=2)
+    assert set(ex.finish_training()) == {"ensemble_loss", "disagreement"}
 
 
 def test_callback_trains_logs_and_round_trips_its_state(tmp_path) -> None:
