@@ -26,6 +26,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from tqdm.auto import tqdm
 
 from rl_saliency import io
+from rl_saliency.agents.cpu_speed import check_precision, speed_up
 from rl_saliency.agents.spec import DEFAULT_SPEC, AgentSpec, load_spec, spec_from_dict
 from rl_saliency.envs import BACKENDS, make_atari_vec_env, resolve_game
 from rl_saliency.errors import DataError, OptionError, SpecError, Terminated, check_count
@@ -294,7 +295,7 @@ def train(spec: AgentSpec | str | Path = DEFAULT_SPEC, game: str = "breakout", t
           out: str | Path | None = None, seed: int = 0, n_envs: int | None = None, backend: str = "ale",
           device: str | None = None, resume: bool = False, checkpoint_freq: int | None = None,
           hyperparams: dict[str, Any] | None = None, progress: bool = True, verbose: int = 0,
-          tensorboard: str | Path | None = None) -> Path:
+          tensorboard: str | Path | None = None, precision: str | None = None) -> Path:
     """Train ``spec`` on ``game``; returns the run folder (holding ``model.zip``).
 
     ``tensorboard``: a folder for TensorBoard event files (``<it>/<run folder name>``): SB3's scalars and the
@@ -304,6 +305,10 @@ def train(spec: AgentSpec | str | Path = DEFAULT_SPEC, game: str = "breakout", t
     ``device``: ``auto`` (default for a new run; config.yaml records what it chose), ``cpu`` or ``cuda`` (refused
     where there is none); on ``resume`` the run's own setting unless given. The run folder is locked while
     training: a second writer is refused with the first one's pid and command.
+
+    ``precision`` (CPU only, ``agents/cpu_speed.py``): ``bf16`` autocast of the features extractor (2-2.5x faster
+    updates where the CPU has native bf16; the default there, unless ``RL_SALIENCY_CPU_PRECISION=fp32``) or ``fp32``;
+    config.yaml records it and ``resume`` keeps the run's own unless given.
     """
     run_dir = Path(out) if out else None
     if resume:
@@ -317,6 +322,8 @@ def train(spec: AgentSpec | str | Path = DEFAULT_SPEC, game: str = "breakout", t
                             f"--timesteps {int(timesteps)} differs (start a new run for another budget)")
         device = resolve_device(device or config.get("device_requested") or config["device"])
         tensorboard = tensorboard or config.get("tensorboard")
+        previous = config.get("cpu_precision", "fp32")  # runs from before the setting: float32
+        config["cpu_precision"] = check_precision(precision, device) if precision else previous
     else:
         spec = spec if isinstance(spec, AgentSpec) else load_spec(spec)
         if hyperparams:
@@ -342,6 +349,7 @@ def train(spec: AgentSpec | str | Path = DEFAULT_SPEC, game: str = "breakout", t
                   "spec_path": spec.path, "spec": spec.to_dict()}
         if tensorboard:
             config["tensorboard"] = str(tensorboard)
+        config["cpu_precision"] = check_precision(precision, device)
     tb_dir = _tensorboard_dir(spec, tensorboard, run_dir)  # a bad tensorboard: section fails before anything
     with io.output_lock(run_dir):
         if not resume:
@@ -408,6 +416,7 @@ def _train_locked(run_dir: Path, config: dict[str, Any], spec: AgentSpec, device
             _set_aside(run_dir / METRICS_FILE, "replaced")
         model = spec.build_model(venv, seed=config["seed"], device=device, verbose=verbose)
     use_channels_last(model)
+    speed_up(model, config.get("cpu_precision", "fp32"))  # bf16 autocast / channels-last trunk on the CPU
     if (run_dir / MODEL_FILE).exists() and model.num_timesteps >= config["timesteps"]:
         print(f"{run_dir} is already trained to {config['timesteps']} steps", file=sys.stderr)
         venv.close()

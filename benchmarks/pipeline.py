@@ -1,0 +1,152 @@
+"""Training pipeline on the CPU: Sparse FLS in this package's pipeline vs NatureCNN in SB3's stock Atari pipeline.
+
+Issue 17's target: Sparse FLS trained the way ``rl-saliency train`` trains it at least as fast as NatureCNN trained
+the stock SB3 way on the same machine. Configurations, side by side in one run (rounds interleave them, so load
+drifts hit all alike):
+
+- ``stock``: ``stable_baselines3.common.env_util.make_atari_env`` (DummyVecEnv of AtariWrapper envs) +
+  ``VecFrameStack(4)``, ``PPO("CnnPolicy")`` (NatureCNN) with the rl-zoo Atari recipe (n_steps 128, 4 epochs,
+  batch 256, lr 2.5e-4, clip 0.1, ent 0.01, vf 0.5), torch's default thread count: the stock baseline;
+  ``stock_t1`` the same with 1 torch thread.
+- ``fls_before``: ``load_spec('fls_sparse')``, ``make_atari_vec_env`` (ale backend), ``spec.build_model`` as
+  ``rl-saliency train`` built it before the CPU speed settings (float32, default layout).
+- ``fls_<options>``: the same with the options of ``rl_saliency.agents.cpu_speed.speed_up`` (``bf16`` autocast,
+  ``cl`` channels-last trunk), ``t1``/``t2`` torch threads, ``im`` rollouts under ``torch.inference_mode``.
+
+Each configuration builds a fresh model, warms up (``--warmup`` steps: allocations, first rollout and update),
+then trains ``--timesteps`` more; steps/s is over the timed part, with the time split into rollouts
+(``collect_rollouts``: env stepping + policy forward) and PPO updates (``train``).
+
+    python benchmarks/pipeline.py --game breakout --timesteps 2048 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+DEFAULT_CONFIGS = "stock,stock_t1,fls_before,fls_before_t1,fls_cl_t1,fls_bf16_t1,fls_bf16_t2,fls_bf16_im_t1"
+RECIPE = dict(n_steps=128, n_epochs=4, batch_size=256, learning_rate=2.5e-4, clip_range=0.1, ent_coef=0.01,
+              vf_coef=0.5)
+
+
+def build_stock(game_id: str, n_envs: int, seed: int) -> Any:
+    import ale_py
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    gym.register_envs(ale_py)
+    venv = VecFrameStack(make_atari_env(game_id, n_envs=n_envs, seed=seed), n_stack=4)
+    return PPO("CnnPolicy", venv, seed=seed, device="cpu", **RECIPE)
+
+
+def build_package(spec_name: str, game: str, n_envs: int, seed: int, options: set[str]) -> Any:
+    from rl_saliency.agents import load_spec
+    from rl_saliency.agents.cpu_speed import speed_up
+    from rl_saliency.envs import make_atari_vec_env
+    from rl_saliency.train import use_channels_last
+
+    spec = load_spec(spec_name)
+    venv = spec.wrap_env(make_atari_vec_env(game, n_envs, seed=seed))
+    model = spec.build_model(venv, seed=seed, device="cpu")
+    use_channels_last(model)  # what train did before (NatureCNN only)
+    if "before" not in options:
+        speed_up(model, precision="bf16" if "bf16" in options else "fp32", trunk_channels_last="cl" in options)
+    return model
+
+
+def timed(model: Any, options: set[str]) -> dict[str, float]:
+    """Wrap the model's rollout and update phases with timers (and inference mode in rollouts for ``im``)."""
+    spent = {"rollout": 0.0, "update": 0.0}
+    collect, train = model.collect_rollouts, model.train
+
+    def collect_rollouts(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        with torch.inference_mode() if "im" in options else contextlib.nullcontext():
+            out = collect(*args, **kwargs)
+        spent["rollout"] += time.perf_counter() - start
+        return out
+
+    def train_phase(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        out = train(*args, **kwargs)
+        spent["update"] += time.perf_counter() - start
+        return out
+
+    model.collect_rollouts, model.train = collect_rollouts, train_phase
+    return spent
+
+
+def measure(config: str, game: str, game_id: str, n_envs: int, warmup: int, timesteps: int, seed: int,
+            default_threads: int) -> dict[str, float]:
+    options = set(config.split("_")[1:])
+    threads = 1 if "t1" in options else 2 if "t2" in options else default_threads
+    torch.set_num_threads(threads)
+    if config.startswith("stock"):
+        model = build_stock(game_id, n_envs, seed)
+    else:
+        spec = config.split("_")[0]
+        model = build_package({"fls": "fls_sparse", "nature": "nature"}[spec], game, n_envs, seed, options)
+    spent = timed(model, options)
+    model.learn(total_timesteps=warmup)
+    spent.update(rollout=0.0, update=0.0)
+    start = time.perf_counter()
+    model.learn(total_timesteps=timesteps, reset_num_timesteps=False)
+    elapsed = time.perf_counter() - start
+    model.get_env().close()
+    torch.set_num_threads(default_threads)
+    return {"steps_per_s": timesteps / elapsed, "rollout_s": spent["rollout"], "update_s": spent["update"],
+            "elapsed": elapsed, "threads": threads}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--game", default="breakout")
+    parser.add_argument("--configs", default=DEFAULT_CONFIGS, help="comma-separated, the first is the baseline")
+    parser.add_argument("--n-envs", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=1024)
+    parser.add_argument("--timesteps", type=int, default=2048)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from rl_saliency.agents.cpu_speed import cpu_has_native_bf16
+    from rl_saliency.envs import resolve_game
+
+    game = resolve_game(args.game)
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    default_threads = torch.get_num_threads()
+    results: dict[str, list[dict[str, float]]] = {c: [] for c in configs}
+    for r in range(args.rounds):
+        for config in configs:
+            out = measure(config, game.name, game.gym_id, args.n_envs, args.warmup, args.timesteps, args.seed,
+                          default_threads)
+            results[config].append(out)
+            print(f"round {r + 1} {config}: {out['steps_per_s']:.0f} steps/s (rollouts {out['rollout_s']:.1f} s, "
+                  f"updates {out['update_s']:.1f} s)", flush=True)
+    print(f"\nmachine: {platform.processor() or platform.machine()}, torch {torch.__version__} "
+          f"({torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_has_native_bf16()}), default "
+          f"{default_threads} torch threads; game {game.name}, {args.n_envs} envs, {args.warmup} warm-up + "
+          f"{args.timesteps} timed steps x {args.rounds} rounds")
+    print("| configuration | torch threads | steps/s (median) | vs stock | rollouts s/1k steps | updates s/1k steps | "
+          "runs |")
+    print("|---|---|---|---|---|---|---|")
+    base = float(np.median([o["steps_per_s"] for o in results[configs[0]]]))
+    for config, outs in results.items():
+        sps = [o["steps_per_s"] for o in outs]
+        per_k = 1000 / args.timesteps
+        print(f"| {config} | {outs[0]['threads']} | {np.median(sps):.0f} | {np.median(sps) / base:.2f}x | "
+              f"{np.median([o['rollout_s'] for o in outs]) * per_k:.2f} | "
+              f"{np.median([o['update_s'] for o in outs]) * per_k:.2f} | {', '.join(f'{s:.0f}' for s in sps)} |")
+
+
+if __name__ == "__main__":
+    main()
