@@ -1,13 +1,24 @@
-"""Errors shown to users as one clear line (the CLI prints them without a traceback)."""
+"""Errors shown to users as one clear line (the CLI prints them without a traceback).
+
+A leaf: every module may import it, it imports nothing of the package (tests/test_imports.py checks).
+"""
 
 from __future__ import annotations
 
 import errno
 import os
 
-from rl_saliency.envs.registry import UnknownGameError
-from rl_saliency.io import OutputLockedError
-from rl_saliency.models import ModelLoadError
+
+class UnknownGameError(ValueError):
+    """A game name that is not in the registry."""
+
+
+class ModelLoadError(RuntimeError):
+    """A model zip that cannot be used: corrupt, missing classes, or not fitting the game."""
+
+
+class OutputLockedError(RuntimeError):
+    """Another running process writes the same output folder (or file); the message names it."""
 
 
 class SpecError(ValueError):

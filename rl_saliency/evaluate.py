@@ -9,47 +9,26 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from rl_saliency import io, models
-from rl_saliency.envs import make_atari_vec_env, resolve_game
+from rl_saliency import io
 from rl_saliency.envs.atari import DEFAULT_MAX_FRAMES
-from rl_saliency.errors import SpecError, check_count
-from rl_saliency.models import check_model_fits, load_model, read_model_data, wrap_env_for_model
-
-
-def run_config(model_path: str | Path) -> dict[str, Any] | None:
-    """The ``config.yaml`` of the run a model belongs to (model.zip or checkpoints/ckpt_*.zip), if any; read and
-    checked in one place for every command (``rl_saliency.models.run_config``)."""
-    return models.run_config(model_path)
-
-
-def game_for_model(model_path: str | Path, game: str | None) -> str:
-    """``--game`` when given, else the game of the model's run folder. A missing or unreadable model file is
-    reported as such first (not as a missing config.yaml)."""
-    read_model_data(model_path)
-    if game:
-        return resolve_game(game).name
-    config = run_config(model_path)
-    if config and config.get("game"):
-        return config["game"]
-    raise SpecError(f"no run config.yaml next to {model_path} tells the game; pass --game")
+from rl_saliency.errors import check_count
+from rl_saliency.runs import model_path as resolve_model_path
+from rl_saliency.runs import open_agent
 
 
 def evaluate(model_path: str | Path, game: str | None = None, episodes: int = 10, seed: int = 0,
-             out: str | Path | None = None, backend: str = "ale", deterministic: bool = False,
+             out: str | Path | None = None, backend: str | None = None, deterministic: bool = False,
              n_envs: int | None = None, max_frames: int = DEFAULT_MAX_FRAMES, device: str = "auto",
              progress: bool = True) -> dict[str, float]:
-    """Play ``episodes`` whole games; returns mean/std/min/max of score and length (emulator frames)."""
-    from rl_saliency.agents.zoo import resolve_model
-
-    model_path = resolve_model(model_path)
+    """Play ``episodes`` whole games; returns mean/std/min/max of score and length (emulator frames).
+    ``backend``: the env backend (default: the one the model was trained on; ``sb3`` without a run folder)."""
+    model_path = resolve_model_path(model_path)
     episodes = check_count(episodes, "--episodes")
     n_envs = check_count(n_envs if n_envs is not None else min(episodes, 4), "--n-envs")
     max_frames = check_count(max_frames, "--max-frames")
-    game = game_for_model(model_path, game)
-    model = load_model(model_path, device=device)
-    venv = make_atari_vec_env(game, n_envs, seed=seed, backend=backend, training=False, max_frames=max_frames)
-    venv = wrap_env_for_model(model, venv)
-    check_model_fits(model, venv.observation_space, venv.action_space, what=f"game {game!r}")
+    agent = open_agent(model_path, game, device=device)
+    game, model = agent.game, agent.model
+    venv = agent.make_env(n_envs, seed=seed, backend=backend, max_frames=max_frames)
     # Each env plays its share of the games so that the sample is not biased to short games.
     targets = np.array([(episodes + i) // n_envs for i in range(n_envs)])
     counts = np.zeros(n_envs, dtype=int)

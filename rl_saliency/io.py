@@ -23,6 +23,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from rl_saliency.errors import OutputLockedError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -102,8 +104,6 @@ _NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 _held: dict[str, list[int]] = {}  # lock file -> [fd, depth]: a process may re-enter its own lock
 
 
-class OutputLockedError(RuntimeError):
-    """Another running process writes the same output folder (or file); the message names it."""
 
 
 def _holder_record() -> dict[str, Any]:

@@ -15,22 +15,16 @@ import gymnasium as gym
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from rl_saliency.errors import ModelLoadError, OptionError
+
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
 
 
-class ModelLoadError(RuntimeError):
-    """A model zip that cannot be used: corrupt, missing classes, or not fitting the game."""
-
-
-def _resolve_zoo(path: str | Path) -> str | Path:
-    from rl_saliency.agents.zoo import resolve_model  # local: the zoo imports errors, which imports this module
-
-    return resolve_model(path)
 
 
 def read_model_data(path: str | Path) -> dict[str, Any]:
     """The JSON ``data`` entry of an SB3 zip, without unpickling anything."""
-    path = Path(_resolve_zoo(path))
+    path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"model file {path} does not exist")
     if path.is_dir():
@@ -129,33 +123,10 @@ def check_model_kind(path: str | Path, data: dict[str, Any], algo: str | None = 
         raise ModelLoadError(f"{path} is a {held} with {act_kind} actions{shape}; Atari agents choose discrete actions")
 
 
-def run_config(model_path: str | Path) -> dict[str, Any] | None:
-    """The ``config.yaml`` of the run a model zip belongs to (model.zip or checkpoints/ckpt_*.zip), if any. One
-    that is not valid YAML, or not a mapping, is a ModelLoadError naming it and the model."""
-    from rl_saliency import io
-
-    model_path = Path(_resolve_zoo(model_path))
-    for folder in (model_path.parent, model_path.parent.parent):
-        path = folder / "config.yaml"
-        if not path.is_file():
-            continue
-        try:
-            config = io.read_yaml(path, "run config", ModelLoadError)
-        except ModelLoadError as err:
-            raise ModelLoadError(f"{err} (read for model {model_path}: fix or remove it)") from err
-        if not isinstance(config, dict):
-            raise ModelLoadError(f"run config {path} (read for model {model_path}) is not a mapping of settings; "
-                                 f"fix or remove it")
-        return config
-    return None
-
-
 def resolve_device(device: str | None) -> str:
     """``auto`` -> ``cuda`` where CUDA is available, else ``cpu``; an explicit CUDA device on a machine without
     one is an OptionError (torch would fall back on the CPU without a word)."""
     import torch
-
-    from rl_saliency.errors import OptionError  # local: errors imports this module
 
     device = str(device or "auto")
     if device == "auto":
@@ -193,8 +164,9 @@ def _check_importable(path: Path, data: dict[str, Any]) -> None:
 
 def load_model(path: str | Path, algo: str | None = None, device: str = "auto",
                custom_objects: dict[str, Any] | None = None) -> BaseAlgorithm:
-    """Load a model zip (or ``zoo:<name>``), choosing the algorithm from its contents unless ``algo`` is given."""
-    path = Path(_resolve_zoo(path))
+    """Load a model zip, choosing the algorithm from its contents unless ``algo`` is given (a zoo agent by name:
+    :func:`rl_saliency.runs.open_agent`)."""
+    path = Path(path)
     data = read_model_data(path)
     algo = (algo or detect_algo(data)).lower()
     if algo not in ALGOS:
@@ -228,3 +200,13 @@ def wrap_env_for_model(model: BaseAlgorithm, venv: Any) -> Any:
     actions): a policy class may define ``wrap_env(venv) -> VecEnv``; others act on the env as is."""
     hook = getattr(model.policy, "wrap_env", None)
     return hook(venv) if callable(hook) else venv
+
+
+def rollout_steps(model: Any) -> int:
+    """Agent steps per rollout: learning happens between rollouts, so runs advance in these units."""
+    if hasattr(model, "n_steps") and hasattr(model, "rollout_buffer"):
+        return int(model.n_steps) * int(model.n_envs)
+    train_freq = getattr(model, "train_freq", None)
+    if train_freq is not None and getattr(train_freq.unit, "value", "step") == "step":
+        return int(train_freq.frequency) * int(model.n_envs)
+    return int(model.n_envs)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rl_saliency.paths import PROJECT_ROOT
+from rl_saliency.paths import DATA_DIR
 
 DEFAULT_MODEL = "zoo:fls_sparse-ms_pacman"
-EXCERPT = PROJECT_ROOT / "data" / "atari_head_excerpt"
+EXCERPT = DATA_DIR / "atari_head_excerpt"
 
 
 def quickstart(out: str | Path = "runs/quickstart", model: str = DEFAULT_MODEL,
@@ -25,9 +25,10 @@ def quickstart(out: str | Path = "runs/quickstart", model: str = DEFAULT_MODEL,
     from rl_saliency.agents.spec import load_spec
     from rl_saliency.envs import resolve_game
     from rl_saliency.errors import OptionError, SpecError, check_count
-    from rl_saliency.evaluate import evaluate, format_summary, game_for_model
-    from rl_saliency.models import load_model
-    from rl_saliency.saliency.base import get_method
+    from rl_saliency.evaluate import evaluate, format_summary
+    from rl_saliency.runs import check_method, open_agent
+    from rl_saliency.runs import model_path as resolve_model_path
+    from rl_saliency.saliency.registry import get_method
     from rl_saliency.train import CONFIG_FILE, MODEL_FILE, read_run_config, train
 
     # everything that can be wrong with the options fails now, not after minutes of work
@@ -56,17 +57,14 @@ def quickstart(out: str | Path = "runs/quickstart", model: str = DEFAULT_MODEL,
               device="cpu", progress=progress)
         model_path = run / MODEL_FILE
     else:
-        from rl_saliency.agents.zoo import resolve_model
-
-        model_path = Path(resolve_model(model))
-    game = game_for_model(model_path, None)
-    policy = load_model(model_path, device="cpu").policy
-    from rl_saliency.render.video import probe_method
+        model_path = resolve_model_path(model)
+    opened = open_agent(model_path, device="cpu")
+    game, policy = opened.game, opened.policy
 
     usable = []
     for method in methods:  # a plain CNN has no attention: say so and go on with the others
         try:
-            probe_method(get_method(method), method, policy)
+            check_method(get_method(method), method, policy)
             usable.append(method)
         except OptionError as err:
             print(f"note: {err}")

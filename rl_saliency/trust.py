@@ -32,7 +32,6 @@ from tqdm.auto import tqdm
 
 from rl_saliency import io
 from rl_saliency.errors import DataError, OptionError, check_count
-from rl_saliency.saliency.base import OBS_SHAPE, get_method
 from rl_saliency.saliency.faithfulness import (
     check_fill,
     check_fraction,
@@ -40,6 +39,7 @@ from rl_saliency.saliency.faithfulness import (
     deletion_insertion,
     robustness,
 )
+from rl_saliency.saliency.registry import get_method
 
 DEFAULT_METHODS = ("gradient", "smoothgrad", "integrated_gradients", "gradcam", "perturbation",
                    "perturbation_action", "sarfa")
@@ -144,7 +144,8 @@ def gaze_nss(model_path: Path, game: str, atari_head: Path, methods: dict[str, A
     method's own maps plus an equal share of the replay and scoring."""
     from rl_saliency.envs.registry import resolve_game
     from rl_saliency.gaze.data import Trial, find_trials
-    from rl_saliency.gaze.evaluator import evaluate_trial, replay_pool, summarise_trials
+    from rl_saliency.gaze.evaluator import evaluate_trial, summarise_trials
+    from rl_saliency.runs import replay_pool
 
     wanted = resolve_game(game).atari_head
     found, _ = find_trials(atari_head)
@@ -327,20 +328,34 @@ def plot_curves(rows: dict[str, dict[str, Any]], baseline: dict[str, Any], path:
 
 # ------------------------------------------------------------------------------------------------ the run
 
+def default_methods(policy: Any) -> list[str]:
+    """The methods a table has when none are named: ``DEFAULT_METHODS``, with ``attention`` first when the policy
+    has built-in attention."""
+    from rl_saliency.saliency.attention import attention_module
+
+    try:
+        attention_module(policy)
+    except OptionError:
+        return list(DEFAULT_METHODS)
+    return ["attention", *DEFAULT_METHODS]
+
+
 def trust_table(model_path: str | Path, out: str | Path, game: str | None = None,
-                methods: list[str] | tuple[str, ...] = DEFAULT_METHODS, n_obs: int = 32, steps: int = 20,
+                methods: list[str] | tuple[str, ...] | None = None, n_obs: int = 32, steps: int = 20,
                 fill: str = "blur", blur_sigma: float = 5.0, max_fraction: float = 1.0, noise: float = 0.01,
                 robustness_samples: int = 1, randomisation_obs: int = 8, seed: int = 0,
                 atari_head: str | Path | None = None, gaze_max_frames: int | None = 1000, gaze_stride: int = 4,
                 options: dict[str, dict[str, Any]] | None = None, observations: str | Path | None = None,
                 device: str = "auto", overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
     """The trust table of one agent (see the module doc); writes it under ``out`` and returns it."""
-    from rl_saliency.evaluate import game_for_model
     from rl_saliency.models import load_model
+    from rl_saliency.runs import check_method, game_for_model
+    from rl_saliency.runs import model_path as resolve_model_path
     from rl_saliency.saliency.faithfulness import check_observations
     from rl_saliency.saliency.sanity import _load_observations, collect_observations
 
-    methods = list(dict.fromkeys(methods))
+    by_default = methods is None  # DEFAULT_METHODS, and attention first when the model has it
+    methods = list(dict.fromkeys(DEFAULT_METHODS if methods is None else methods))
     if not methods:
         raise OptionError("give at least one method")
     options = options if options is not None else method_options(methods)
@@ -359,7 +374,7 @@ def trust_table(model_path: str | Path, out: str | Path, game: str | None = None
     if atari_head is not None and not Path(atari_head).exists():
         raise FileNotFoundError(f"--atari-head {atari_head} does not exist")
     given = _load_observations(Path(observations)) if observations is not None else None
-    model_path, out = Path(model_path), Path(out)
+    model_path, out = resolve_model_path(model_path), Path(out)
     game = game_for_model(model_path, game)
     settings.update({"model": str(model_path.resolve()), "game": game,
                      "observations": str(Path(observations).resolve()) if observations else None,
@@ -368,11 +383,10 @@ def trust_table(model_path: str | Path, out: str | Path, game: str | None = None
     model = load_model(model_path, device=device)
     policy = model.policy
     policy.set_training_mode(False)
+    if by_default:
+        methods = default_methods(policy)
     for name in methods:  # a method that cannot explain this model fails now, in one line
-        try:
-            get_method(name, **options.get(name, {})).attribute(policy, np.zeros((1, *OBS_SHAPE), np.uint8))
-        except ValueError as err:
-            raise OptionError(f"method {name!r} cannot explain {model_path.name}: {err}") from err
+        check_method(get_method(name, **options.get(name, {})), name, policy, option="--methods")
     out.mkdir(parents=True, exist_ok=True)
     _start(out, settings, overwrite)
     obs_path = out / "observations.npy"

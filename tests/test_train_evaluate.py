@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import textwrap
 
@@ -96,9 +97,15 @@ def test_evaluate_plain_sb3_zip(tmp_path):
     assert json.loads((tmp_path / "eval" / "evaluation.json").read_text())["episodes"] == 1
 
 
-def test_evaluate_model_from_other_game_fails_clearly(trained_run, capsys):
+def test_evaluate_model_from_other_game_fails_clearly(trained_run, tmp_path, capsys):
     run, _ = trained_run
+    # in its run folder: the run's game and --game disagree, said before the model is loaded (issue 12: one rule)
     assert main(["evaluate", "--model", str(run / "model.zip"), "--game", "pong", "--episodes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "trained on breakout" in err and "--game is pong" in err
+    # a bare zip (no run folder): the spaces do not fit
+    shutil.copy(run / "model.zip", tmp_path / "bare.zip")
+    assert main(["evaluate", "--model", str(tmp_path / "bare.zip"), "--game", "pong", "--episodes", "1"]) == 2
     assert "action space" in capsys.readouterr().err
 
 

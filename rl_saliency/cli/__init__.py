@@ -2,9 +2,8 @@
 
 The command layer. Each command has a module with ``register(subparsers)`` (argparse, option checks,
 printing); the shared options are built by :mod:`rl_saliency.cli.options` so every command spells and checks
-them the same way. Commands moved into this package (``rl_saliency.cli.<command>``) import their library
-modules inside their run function, so building the parser for them does not import torch; the commands not
-moved yet still register from their library module.
+them the same way. Each command imports its library modules inside its run function, so building the parser
+(``rl-saliency --help``) does not import torch.
 """
 
 from __future__ import annotations
@@ -29,12 +28,8 @@ COMMANDS: dict[str, str] = {
     "games": "rl_saliency.cli.games",
     "zoo": "rl_saliency.cli.zoo",
     "report": "rl_saliency.cli.report",
-    "visualize": "rl_saliency.visualize.command",
+    "visualize": "rl_saliency.cli.visualize",
 }
-
-
-class CliError(Exception):
-    """An error to print as one line, without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     subparsers.required = True
     for module_name in COMMANDS.values():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name == module_name:  # command not built yet
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(module_name).register(subparsers)
     return parser
 
 
@@ -68,9 +57,9 @@ def _resolve_zoo_names(model: object) -> object:
     if isinstance(model, list):
         return [_resolve_zoo_names(m) for m in model]
     if isinstance(model, str) and model.startswith("zoo:"):
-        from rl_saliency.agents.zoo import resolve_model
+        from rl_saliency.runs import model_path
 
-        return str(resolve_model(model))
+        return str(model_path(model))
     return model
 
 

@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options.add_seed(parser)
     options.add_out(parser, "folder for evaluation.json and episodes.csv "
                     "(default: <run folder>/eval when the model is in a run folder)")
-    parser.add_argument("--backend", choices=options.BACKENDS, default="ale")
+    parser.add_argument("--backend", choices=options.BACKENDS, default=None,
+                        help="env backend (default: the one the model was trained on; sb3 without a run folder)")
     options.add_policy_mode(parser, default_deterministic=False)
     options.add_count(parser, "--n-envs", None, help="games played in parallel (default: up to 4)")
     options.add_count(parser, "--max-frames", options.DEFAULT_MAX_FRAMES, help="emulator frames per game cap")
@@ -31,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rl_saliency.agents.zoo import zoo_name_of
-    from rl_saliency.evaluate import evaluate, format_summary, run_config
+    from rl_saliency.evaluate import evaluate, format_summary
+    from rl_saliency.runs import run_config
 
     out = args.out
     zoo_name = zoo_name_of(args.model)

@@ -24,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "--atari-head ../shared/atari_head --out runs/nature_ms_pacman_s0/trust")
     parser.add_argument("--model", nargs="+", required=True, help="SB3 model zip(s) (PPO, A2C or DQN)")
     parser.add_argument("--game", default=None, help="game (default: from each model's run folder)")
-    parser.add_argument("--methods", "--method", dest="methods", nargs="+", default=list(DEFAULT_METHODS),
-                        help="saliency methods to compare")
+    parser.add_argument("--methods", "--method", dest="methods", nargs="+", default=None,
+                        help=f"saliency methods to compare (default: {' '.join(DEFAULT_METHODS)}, and attention "
+                        f"first when the model has it)")
     parser.add_argument("--n-obs", type=int, default=32, help="observations the measures are averaged over")
     parser.add_argument("--observations", default=None, help="a .npy of observations (N, 4, 84, 84) instead of "
                         "playing the game")
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from rl_saliency.errors import OptionError
     from rl_saliency.trust import agent_label, markdown_table, method_options, trust_table
 
-    per_method = method_options(args.methods, args.perturbation_stride, args.smoothgrad_samples, args.ig_steps)
+    per_method = method_options(args.methods or DEFAULT_METHODS, args.perturbation_stride, args.smoothgrad_samples,
+                                args.ig_steps)
     labels = [agent_label(m) for m in args.model]
     if len(set(labels)) != len(labels):
         raise OptionError(f"two models have the same name ({', '.join(labels)}); run them one at a time")

@@ -8,13 +8,12 @@ from functools import lru_cache
 
 import yaml
 
+from rl_saliency.errors import UnknownGameError
 from rl_saliency.paths import ENVS_DIR
 
 REGISTRY_FILE = ENVS_DIR / "games.yaml"
 
 
-class UnknownGameError(ValueError):
-    """A game name that is not in the registry."""
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,10 @@ from rl_saliency.render.video import (
     draw_gaze,
     hud,
     overlay,
-    probe_method,
 )
-from rl_saliency.saliency.base import FRAME_SHAPE, get_method, upsample_to_frame
+from rl_saliency.runs import check_method, model_game, open_agent, replay_pool
+from rl_saliency.saliency.base import FRAME_SHAPE, upsample_to_frame
+from rl_saliency.saliency.registry import get_method
 
 
 def gaze_panel(frame: np.ndarray, samples: np.ndarray, scale: int = 4, alpha: float = 0.6) -> np.ndarray:
@@ -59,7 +60,6 @@ def render_trial(model_path: str | Path, trial_path: str | Path, method: str = "
     from rl_saliency.envs.registry import game_from_atari_head
     from rl_saliency.envs.replay import SPAN, replay_observations
     from rl_saliency.gaze.data import Trial
-    from rl_saliency.gaze.evaluator import _model_game, load_policy, replay_pool
     from rl_saliency.gaze.fixations import observation_samples
     from rl_saliency.saliency.methods import policy_outputs
 
@@ -72,8 +72,8 @@ def render_trial(model_path: str | Path, trial_path: str | Path, method: str = "
     # a corrupt txt row is skipped and reported (as gaze-eval does without --strict): a video needs no exact table
     trial = Trial.open(trial_path, strict=False)
     trial_game = game_from_atari_head(trial.game).name if trial.game else None
-    model_game = _model_game(Path(model_path), game) if str(model_path).lower() != "none" else game
-    game = model_game or trial_game
+    trained_game = model_game(model_path, game) if str(model_path).lower() != "none" else game
+    game = trained_game or trial_game
     if trial_game and game and trial_game != game:
         raise ModelLoadError(f"trial {trial.name} is of {trial_game} (its folder {trial.files.txt.parent}) but "
                              f"model {model_path} plays {game}")
@@ -83,14 +83,15 @@ def render_trial(model_path: str | Path, trial_path: str | Path, method: str = "
     if wanted[0] > last:  # say so now rather than after decompressing the whole tar
         raise DataError(f"--start {start} is past the end of trial {trial.name}: its observations start at frame "
                         f"{first + SPAN} and its last frame is {last} ({trial.files.txt})")
-    policy, game = load_policy(model_path, game, device=device)
-    if policy is None:
+    if str(model_path).lower() == "none":
         raise OptionError("render --atari-head needs a model zip (--model none is for gaze-eval's baselines)")
-    probe_method(saliency_method, method, policy)
+    agent = open_agent(model_path, game, device=device)
+    policy, game = agent.policy, agent.game
+    check_method(saliency_method, method, policy)
     latest: dict[int, np.ndarray] = {}
     # pool each step's two raw frames as the env backend the model was trained on did (as gaze-eval does)
     stream = replay_observations(_stash(trial.frames(max_index=wanted[-1]), latest), indices=wanted,
-                                 pool=replay_pool(model_path, "auto"))
+                                 pool=replay_pool(agent.path, "auto"))
     sink = VideoSink(out, fps, gif=gif)
     norm = MaxNormaliser()
     pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []  # (frame, map, gaze panel, hud text)

@@ -343,13 +343,13 @@ def example_frames(folder: Path, run: dict[str, Any], methods: list[str], n_fram
     the observation covers (dots over their blurred density). Empty when the model or the trial files are gone."""
     import cv2
 
-    from rl_saliency.agents.tensorboard import min_max
     from rl_saliency.envs.replay import SPAN, replay_observations
     from rl_saliency.gaze.data import Trial
-    from rl_saliency.gaze.evaluator import load_policy
     from rl_saliency.gaze.fixations import observation_samples
     from rl_saliency.render.replay import gaze_panel
+    from rl_saliency.render.tensorboard import min_max
     from rl_saliency.render.video import overlay
+    from rl_saliency.runs import open_agent
     from rl_saliency.saliency import get_method
     from rl_saliency.saliency.base import FRAME_SHAPE, upsample_to_frame
 
@@ -372,7 +372,7 @@ def example_frames(folder: Path, run: dict[str, Any], methods: list[str], n_fram
     wanted = [i for i in wanted if gaze.has(i)]
     if not wanted:
         return {}
-    policy, _ = load_policy(model, run.get("game"))
+    policy = open_agent(model, run.get("game")).policy
     frames: dict[int, np.ndarray] = {}
     observations = dict(replay_observations(_keep(trial.frames(max_index=wanted[-1]), frames, set(wanted)),
                                             indices=wanted, pool=run.get("pool") or "rgb"))

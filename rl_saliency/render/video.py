@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from rl_saliency import io
 from rl_saliency.errors import OptionError, check_count
-from rl_saliency.saliency.base import FRAME_SHAPE, get_method, upsample_to_frame
+from rl_saliency.saliency.base import FRAME_SHAPE, upsample_to_frame
+from rl_saliency.saliency.registry import get_method
 
 HUD_ROWS = 12  # HUD height in frame pixels (times the scale)
 
@@ -295,18 +296,6 @@ def check_render_options(steps: int, scale: int, fps: float, alpha: float, norma
         raise OptionError(f"--normalise must be 'running' or 'global', got {normalise!r}")
 
 
-def probe_method(method: Any, name: str, policy: Any) -> None:
-    """Run the method once on a blank observation, so that a method that cannot explain this model (attention
-    without built-in attention, an action target out of range, ``novelty`` without its explorer) fails now, as
-    an OptionError with the reason."""
-    try:
-        method.attribute(policy, np.zeros((1, 4, 84, 84), np.uint8))
-    except OptionError:
-        raise
-    except ValueError as err:
-        raise OptionError(f"--method {name} cannot be used with this model: {err}") from err
-
-
 def _action_names(venv: Any) -> list[str] | None:
     try:
         return list(venv.get_attr("unwrapped")[0].get_action_meanings())
@@ -336,17 +325,17 @@ def render_agent(model: BaseAlgorithm | str | Path, game: str | None = None, met
     and written at the end). Returns a summary: paths, frames, codec, render fps, episode scores.
     """
     from rl_saliency.envs import make_atari_vec_env
-    from rl_saliency.evaluate import game_for_model
-    from rl_saliency.models import check_model_fits, load_model, wrap_env_for_model
+    from rl_saliency.models import check_model_fits, wrap_env_for_model
+    from rl_saliency.runs import check_method, open_agent
 
     check_render_options(steps, scale, fps, alpha, normalise)
     saliency_method = get_method(method, **(method_kwargs or {}))
     if not isinstance(model, BaseAlgorithm):
-        game = game_for_model(model, game)
-        model = load_model(model, device=device)
+        agent = open_agent(model, game, device=device)
+        model, game = agent.model, agent.game
     elif game is None:
         raise ValueError("pass the game when giving a loaded model")
-    probe_method(saliency_method, method, model.policy)
+    check_method(saliency_method, method, model.policy)
     venv = make_atari_vec_env(game, n_envs=1, seed=seed, backend="sb3", training=False, render_mode="rgb_array")
     venv = wrap_env_for_model(model, venv)
     check_model_fits(model, venv.observation_space, venv.action_space, what=f"game {game!r}")

@@ -25,8 +25,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rl_saliency import io
-from rl_saliency.saliency.base import OBS_SHAPE, check_observations, get_method
+from rl_saliency.saliency.base import OBS_SHAPE, check_observations
 from rl_saliency.saliency.methods import policy_outputs
+from rl_saliency.saliency.registry import get_method
 
 HEADS = ("action_net", "value_net")  # randomised together: the first step removes what the network outputs
 METRICS = ("spearman_abs", "spearman_signed", "ssim")
@@ -252,25 +253,18 @@ def run(model_path: str | Path, game: str | None, methods: list[str], out: str |
     Resumable: the observations are saved once (``observations.npy``) and methods already in ``sanity.csv``
     from the same settings are not recomputed (``overwrite`` starts afresh).
     """
-    from rl_saliency.errors import OptionError, check_count
-    from rl_saliency.evaluate import game_for_model
-    from rl_saliency.models import load_model
+    from rl_saliency.errors import check_count
+    from rl_saliency.runs import open_agent
 
     out = Path(out)
     n_obs = check_count(n_obs, "--n-obs")
     method_kwargs = {name: dict((method_kwargs or {}).get(name, {})) for name in methods}
     for name in methods:  # unknown names and bad options (--smoothgrad-samples 0, ...) fail before any work
         get_method(name, **method_kwargs[name])
-    game = game_for_model(model_path, game)
-    model = load_model(model_path, device=device)
-    for name in methods:  # a method that cannot explain this model (attention without attention, novelty
-        # without its explorer) fails now, in one line
-        try:
-            get_method(name, **method_kwargs[name]).attribute(model.policy, np.zeros((1, *OBS_SHAPE), np.uint8))
-        except OptionError:
-            raise
-        except ValueError as err:
-            raise OptionError(f"--methods {name} cannot be used with this model: {err}") from err
+    agent = open_agent(model_path, game, device=device)
+    model, game = agent.model, agent.game
+    for name in methods:  # a method that cannot explain this model fails now, in one line
+        agent.check_method(get_method(name, **method_kwargs[name]), name, option="--methods")
     given = _load_observations(Path(observations))[:n_obs] if observations is not None else None
     with io.output_lock(out):  # one writer per folder; a dead one's temporary files are removed
         return _run_locked(model, model_path, game, methods, out, n_obs, seed, method_kwargs, given, observations,

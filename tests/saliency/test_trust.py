@@ -153,3 +153,14 @@ def test_gaze_column_with_atari_head(small_trial, tmp_path):
     table = pd.read_csv(tmp_path / "out" / "trust.csv")
     assert np.isfinite(table["gaze_nss"]).all() and np.isfinite(table["gaze_nss_centre_bias"]).all()
     assert "Centre-bias NSS" in (tmp_path / "out" / "trust.md").read_text()
+
+
+def test_default_methods_add_attention_when_the_policy_has_it():
+    from rl_saliency.agents import SparseFLS
+    from rl_saliency.trust import DEFAULT_METHODS, default_methods
+
+    plain = PPO("CnnPolicy", FakeAtari(), n_steps=8, device="cpu").policy
+    fls = PPO("CnnPolicy", FakeAtari(), n_steps=8, device="cpu",
+              policy_kwargs={"features_extractor_class": SparseFLS}).policy
+    assert default_methods(plain) == list(DEFAULT_METHODS)
+    assert default_methods(fls) == ["attention", *DEFAULT_METHODS]
