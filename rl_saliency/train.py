@@ -30,7 +30,7 @@ from rl_saliency.agents.cpu_speed import check_precision, speed_up
 from rl_saliency.agents.spec import DEFAULT_SPEC, AgentSpec, load_spec, spec_from_dict
 from rl_saliency.envs import BACKENDS, make_atari_vec_env, resolve_game
 from rl_saliency.errors import DataError, OptionError, SpecError, Terminated, check_count
-from rl_saliency.models import load_model, resolve_device
+from rl_saliency.models import load_model, resolve_device, rollout_steps
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.zip"
@@ -72,16 +72,6 @@ def _scalars(values: dict[str, Any]) -> dict[str, Any]:
     kept = {k: v for k, v in values.items()  # not images, nor histograms (arrays) logged for TensorBoard
             if isinstance(v, (int, float, str)) or (hasattr(v, "item") and getattr(v, "ndim", 0) == 0)}
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in kept.items()}
-
-
-def rollout_steps(model: Any) -> int:
-    """Agent steps per rollout: learning happens between rollouts, so runs advance in these units."""
-    if hasattr(model, "n_steps") and hasattr(model, "rollout_buffer"):
-        return int(model.n_steps) * int(model.n_envs)
-    train_freq = getattr(model, "train_freq", None)
-    if train_freq is not None and getattr(train_freq.unit, "value", "step") == "step":
-        return int(train_freq.frequency) * int(model.n_envs)
-    return int(model.n_envs)
 
 
 class CheckpointAndProgress(BaseCallback):
@@ -214,7 +204,7 @@ def use_channels_last(model: Any) -> None:
             module._channels_last_hook = True
 
 
-def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``key=value`` strings (values parsed as YAML) -> hyperparameter overrides."""
     out = {}
     for pair in pairs:
@@ -299,7 +289,7 @@ def train(spec: AgentSpec | str | Path = DEFAULT_SPEC, game: str = "breakout", t
     """Train ``spec`` on ``game``; returns the run folder (holding ``model.zip``).
 
     ``tensorboard``: a folder for TensorBoard event files (``<it>/<run folder name>``): SB3's scalars and the
-    agent's saliency over fixed observations (``agents/tensorboard.py``; the spec's ``tensorboard:`` section sets
+    agent's saliency over fixed observations (``render/tensorboard.py``; the spec's ``tensorboard:`` section sets
     what and how often, and alone logs to ``<run>/tensorboard``). On ``resume`` the run's own setting unless given.
 
     ``device``: ``auto`` (default for a new run; config.yaml records what it chose), ``cpu`` or ``cuda`` (refused
@@ -365,7 +355,7 @@ def _tensorboard_dir(spec: AgentSpec, tensorboard: str | Path | None, run_dir: P
     section = getattr(spec, "tensorboard", None)
     if tensorboard is None and section is None:
         return None
-    from rl_saliency.agents.tensorboard import check_config, tensorboard_available
+    from rl_saliency.render.tensorboard import check_config, tensorboard_available
 
     settings = check_config(section, f"agent spec {spec.path or spec.name}: tensorboard")
     base = tensorboard or settings["dir"]
@@ -380,7 +370,7 @@ def _train_locked(run_dir: Path, config: dict[str, Any], spec: AgentSpec, device
     state_savers: list[Any] = []
     callbacks: list[BaseCallback] = []
     if tb_dir is not None:  # saliency images every N updates, the explorer's intrinsic-reward histogram
-        from rl_saliency.agents.tensorboard import SaliencyTensorBoardCallback
+        from rl_saliency.render.tensorboard import SaliencyTensorBoardCallback
 
         callbacks.append(SaliencyTensorBoardCallback.from_config(getattr(spec, "tensorboard", None), obs_dir=tb_dir))
     if spec.explorer:

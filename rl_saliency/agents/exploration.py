@@ -41,7 +41,6 @@ from torch import nn
 
 from rl_saliency import io
 from rl_saliency.errors import DataError, SpecError
-from rl_saliency.saliency.base import check_maps, check_observations, register
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -713,42 +712,3 @@ def make_explorer(config: dict[str, Any] | None, venv: VecEnv, seed: int = 0) ->
     explorer = NoveltyExplorer(venv.observation_space, venv.action_space, config, seed=seed)
     wrapper = NoveltyRewardWrapper(venv, explorer)
     return wrapper, NoveltyCallback(wrapper)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Saliency hook
-# ---------------------------------------------------------------------------------------------------
-
-
-@register("novelty")
-class NoveltySaliency:
-    """Which pixels drive the novelty: ``|d utility / d observation|``, max over the 4 stacked frames.
-
-    The explorer comes from ``explorer=`` (constructor or ``attribute`` kwarg) or ``policy.explorer``
-    (set while training with the explorer). The action of each (observation, action) utility is
-    ``actions=`` if given, else the policy's deterministic action.
-    """
-
-    name = "novelty"
-
-    def __init__(self, explorer: NoveltyExplorer | None = None):
-        self.explorer = explorer
-
-    def attribute(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor,
-                  explorer: NoveltyExplorer | None = None, actions: np.ndarray | None = None,
-                  **_: Any) -> np.ndarray:
-        explorer = explorer or self.explorer or getattr(policy, "explorer", None)
-        if explorer is None:
-            raise ValueError("the 'novelty' method needs a novelty explorer: pass explorer=NoveltyExplorer.load(path) "
-                             "(a checkpoint's .NoveltyCallback.pt file) or train with an explorer: section")
-        check_observations(observations)
-        if explorer.kind not in ("random_cnn", "agent"):
-            raise ValueError(f"the 'novelty' method needs image features; this explorer uses {explorer.kind!r}")
-        obs_np = observations.detach().cpu().numpy() if isinstance(observations, torch.Tensor) else observations
-        if actions is None:
-            actions, _ = policy.predict(np.asarray(obs_np), deterministic=True)
-        obs = torch.as_tensor(np.asarray(obs_np), dtype=torch.float32, device=explorer.device).requires_grad_(True)
-        utility = explorer.utility(explorer.encoder(obs), actions)
-        (grad,) = torch.autograd.grad(utility.sum(), obs)
-        maps = grad.abs().amax(dim=1)
-        return check_maps(maps.cpu().numpy(), len(obs))

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from rl_saliency.saliency.base import upsample_to_frame
+from rl_saliency.envs.frames import upsample_to_frame
 
 __all__ = ["DAQN", "RSPPO", "AttentionExtractor", "DenseFLS", "FLSModule", "SparseFLS", "SparseFLSPool",
            "SpatialSoftmax", "attention_to_frame", "dense_trunk", "nature_trunk", "paper_policy_kwargs",

@@ -319,7 +319,3 @@ class SaccaderPolicy(ActorCriticPolicy):
         if isinstance(venv.action_space, spaces.MultiDiscrete):
             return venv  # already wrapped
         return GlimpseActionWrapper(venv, n_glimpses=self.n_glimpses, grid=self.grid)
-
-    def cell_of_pixel(self, row: float, col: float) -> int:
-        """Index of the grid cell holding pixel (row, col)."""
-        return int(row // self.cell_size) * self.grid + int(col // self.cell_size)

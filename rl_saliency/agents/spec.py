@@ -68,7 +68,7 @@ class AgentSpec:
     env_wrapper: str | None = None
     env_wrapper_kwargs: dict[str, Any] = field(default_factory=dict)
     explorer: dict[str, Any] | None = None
-    tensorboard: dict[str, Any] | None = None  # saliency images in TensorBoard (agents/tensorboard.py)
+    tensorboard: dict[str, Any] | None = None  # saliency images in TensorBoard (render/tensorboard.py)
     path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

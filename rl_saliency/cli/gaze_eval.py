@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rl_saliency import io
     from rl_saliency.gaze.evaluator import format_table, gaze_eval
-    from rl_saliency.saliency.base import get_method
+    from rl_saliency.saliency.registry import get_method
 
     methods = args.method if args.method is not None else [] if args.model.lower() == "none" else ["attention"]
     for name in methods:

@@ -50,7 +50,7 @@ def _target(value: str | None) -> str | int | None:
 def run(args: argparse.Namespace) -> int:
     from rl_saliency import io
     from rl_saliency.render.video import check_render_options
-    from rl_saliency.saliency.base import get_method
+    from rl_saliency.saliency.registry import get_method
 
     get_method(args.method)  # an unknown method fails (OptionError, one line) before any work
     method_kwargs = {} if args.target is None or args.method in NO_TARGET else {"target": _target(args.target)}

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from rl_saliency.saliency.base import get_method
+    from rl_saliency.saliency.registry import get_method
     from rl_saliency.saliency.sanity import METRICS
     from rl_saliency.saliency.sanity import run as run_sanity
 

@@ -40,12 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rl_saliency.train import MODEL_FILE, _parse_overrides, train
+    from rl_saliency.train import MODEL_FILE, parse_overrides, train
 
     run_dir = train(args.agent, game=args.game, timesteps=args.timesteps,
                     out=args.out, seed=args.seed, n_envs=args.n_envs, backend=args.backend, device=args.device,
                     resume=args.resume, checkpoint_freq=args.checkpoint_freq,
-                    hyperparams=_parse_overrides(args.overrides), progress=args.progress,
+                    hyperparams=parse_overrides(args.overrides), progress=args.progress,
                     tensorboard=args.tensorboard)
     print(f"trained: {run_dir / MODEL_FILE}")
     return 0

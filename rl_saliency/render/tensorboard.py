@@ -222,7 +222,7 @@ class SaliencyTensorBoardCallback(BaseCallback):
 
 
 def _rollout_steps(model: Any) -> int:
-    """Agent steps between two updates (as ``train.rollout_steps``)."""
-    from rl_saliency.train import rollout_steps
+    """Agent steps between two updates."""
+    from rl_saliency.models import rollout_steps
 
     return rollout_steps(model)

@@ -15,15 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 import torch
 from stable_baselines3.common.policies import BasePolicy
 
-from rl_saliency.errors import OptionError
-
-OBS_SHAPE = (4, 84, 84)
-FRAME_SHAPE = (210, 160)  # rows, columns of a raw Atari frame
+from rl_saliency.envs.frames import FRAME_SHAPE, OBS_SHAPE, upsample_to_frame  # noqa: F401 - re-exported
 
 
 class SaliencyMethod(Protocol):
@@ -45,38 +41,6 @@ def register(name: str) -> Callable:
         return cls
 
     return wrap
-
-
-def available_methods() -> list[str]:
-    _import_all()
-    return sorted(_REGISTRY)
-
-
-def get_method(name: str, **kwargs: Any) -> SaliencyMethod:
-    """A saliency method by name (``attention``, ``gradient``, ``centre_bias``, ...)."""
-    _import_all()
-    if name not in _REGISTRY:
-        raise OptionError(f"unknown saliency method {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**kwargs)
-
-
-def saliency(policy: BasePolicy, observations: np.ndarray | torch.Tensor, method: str = "attention",
-             **kwargs: Any) -> np.ndarray:
-    """Shortcut: ``get_method(method).attribute(policy, observations)``."""
-    return get_method(method).attribute(policy, observations, **kwargs)
-
-
-def _import_all() -> None:
-    # Methods register themselves on import; import every module that defines some.
-    import importlib
-
-    for module in ("rl_saliency.saliency.baselines", "rl_saliency.saliency.attention",
-                   "rl_saliency.saliency.methods", "rl_saliency.agents.exploration"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
 
 
 def check_observations(observations: np.ndarray | torch.Tensor) -> None:
@@ -105,13 +69,3 @@ def obs_to_tensor(policy: BasePolicy, observations: np.ndarray | torch.Tensor) -
         return observations.to(policy.device)
     tensor, _ = policy.obs_to_tensor(np.asarray(observations))
     return tensor
-
-
-def upsample_to_frame(maps: np.ndarray, shape: tuple[int, int] = FRAME_SHAPE) -> np.ndarray:
-    """Map one (84, 84) or a batch (N, 84, 84) of maps onto the (210, 160) frame, bilinearly."""
-    maps = np.asarray(maps, dtype=np.float32)
-    single = maps.ndim == 2
-    batch = maps[None] if single else maps
-    out = np.stack([cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) for m in batch])
-    out = np.maximum(out, 0.0)
-    return out[0] if single else out

@@ -13,7 +13,6 @@ Target (``target=``): ``"action"`` (default) the logit (DQN: the Q-value) of the
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -342,20 +341,4 @@ class GradCAM:
         return self._run(policy, observations, target).cpu().numpy().astype(np.float32)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Perturbation: the family lives in ``saliency/perturbation.py``; importing it here registers its methods.
-# ---------------------------------------------------------------------------------------------------------------
-
-_PERTURBATION_NAMES = ("Perturbation", "blob_masks", "grid_centres", "interpolate_grid")
-
-
-def __getattr__(name: str) -> Any:
-    """The perturbation names that used to live here, resolved lazily (no import cycle)."""
-    if name in _PERTURBATION_NAMES:
-        return getattr(importlib.import_module("rl_saliency.saliency.perturbation"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 POST_HOC_METHODS = ("gradient", "smoothgrad", "integrated_gradients", "gradcam", "perturbation")
-
-importlib.import_module("rl_saliency.saliency.perturbation")  # registers perturbation, perturbation_action, sarfa

@@ -15,7 +15,7 @@ from rl_saliency.agents.spec import load_spec
 from rl_saliency.envs.cue import CueEnv, evaluate_on_cue, make_cue_vec_env
 from rl_saliency.errors import SpecError
 from rl_saliency.models import check_model_fits, load_model, wrap_env_for_model
-from rl_saliency.saliency.base import saliency
+from rl_saliency.saliency.registry import saliency
 
 K, GRID, CELL = 4, 7, 12
 

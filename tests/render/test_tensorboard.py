@@ -12,9 +12,9 @@ import pytest
 import torch
 import yaml
 
-from rl_saliency.agents.tensorboard import SaliencyTensorBoardCallback, check_config, overlay_strip
 from rl_saliency.cli import main
 from rl_saliency.errors import OptionError, SpecError
+from rl_saliency.render.tensorboard import SaliencyTensorBoardCallback, check_config, overlay_strip
 from rl_saliency.saliency import register
 
 pytest.importorskip("tensorboard")

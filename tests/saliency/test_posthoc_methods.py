@@ -14,13 +14,10 @@ from rl_saliency.saliency import available_methods, get_method
 from rl_saliency.saliency.methods import (
     POST_HOC_METHODS,
     IntegratedGradients,
-    Perturbation,
-    blob_masks,
-    grid_centres,
-    interpolate_grid,
     last_conv_layer,
     policy_outputs,
 )
+from rl_saliency.saliency.perturbation import Perturbation, blob_masks, grid_centres, interpolate_grid
 
 # Small settings keep the suite fast on 2 cores; the algorithms are the same as with the defaults.
 FAST = {"smoothgrad": {"n_samples": 3}, "integrated_gradients": {"n_steps": 4}, "perturbation": {"stride": 12}}
