@@ -9,6 +9,7 @@ One call for every technique, as for the saliency methods::
     vis.frames, vis.table                                                         # (K, 4, 84, 84), scores
 """
 
-from rl_saliency.visualize.base import Visualization, Visualizer, available_visualizers, get_visualizer
+from rl_saliency.visualize.base import Visualization, Visualizer
+from rl_saliency.visualize.registry import available_visualizers, get_visualizer
 
 __all__ = ["Visualization", "Visualizer", "available_visualizers", "get_visualizer"]

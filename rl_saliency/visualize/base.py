@@ -17,9 +17,8 @@ import pandas as pd
 import torch
 from stable_baselines3.common.policies import BasePolicy
 
+from rl_saliency.envs.frames import OBS_SHAPE
 from rl_saliency.errors import OptionError
-
-OBS_SHAPE = (4, 84, 84)
 
 
 @dataclass
@@ -62,31 +61,6 @@ def register(name: str) -> Callable:
         return cls
 
     return wrap
-
-
-def _import_all() -> None:
-    import importlib
-
-    for module in ("rl_saliency.visualize.actions", "rl_saliency.visualize.generator",
-                   "rl_saliency.visualize.fooling"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
-
-
-def available_visualizers() -> list[str]:
-    _import_all()
-    return sorted(_REGISTRY)
-
-
-def get_visualizer(name: str, **kwargs: Any) -> Visualizer:
-    """A technique by name (``action``, ``unit``, ``generator``, ``fooling``) with its options."""
-    _import_all()
-    if name not in _REGISTRY:
-        raise OptionError(f"unknown visualisation {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**kwargs)
 
 
 def check_image_policy(policy: BasePolicy) -> None:

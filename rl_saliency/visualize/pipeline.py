@@ -1,5 +1,6 @@
-"""``rl-saliency visualize``: what an agent wants to see (actions, units, the generator prior) and the smallest change
-that changes its mind (fooling frames), as PNG sheets, a GIF per stack and a CSV of scores before and after.
+"""The run behind ``rl-saliency visualize`` (:mod:`rl_saliency.cli.visualize`): what an agent wants to see
+(actions, units, the generator prior) and the smallest change that changes its mind (fooling frames), as PNG
+sheets, a GIF per stack and a CSV of scores before and after.
 
 Outputs under ``--out`` (``<what>`` is action, unit, generator or fooling):
 
@@ -15,7 +16,7 @@ Outputs under ``--out`` (``<what>`` is action, unit, generator or fooling):
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -29,7 +30,8 @@ from rl_saliency import io
 from rl_saliency.errors import OptionError, check_count
 from rl_saliency.models import ModelLoadError
 from rl_saliency.visualize import sheets
-from rl_saliency.visualize.base import Visualization, check_image_policy, get_visualizer
+from rl_saliency.visualize.base import Visualization, check_image_policy
+from rl_saliency.visualize.registry import get_visualizer
 from rl_saliency.visualize.targets import (
     OBJECTIVES,
     check_actions,
@@ -40,6 +42,50 @@ from rl_saliency.visualize.targets import (
 )
 
 WHATS = ("action", "unit", "generator", "fooling")
+
+
+@dataclasses.dataclass
+class VisualizeSettings:
+    """Everything one visualisation run needs; the CLI's defaults are these (rl_saliency/cli/visualize.py)."""
+
+    model: str
+    out: str
+    game: str | None = None
+    what: str = "action"
+    actions: list[int] | None = None
+    units: list[str] | None = None
+    list_units: bool = False
+    objective: str = "logit"
+    # pixel-space ascent (action, unit; the generator's comparison)
+    init: str = "noise"
+    steps: int = 200
+    lr: float = 4.0
+    l2: float = 1.0
+    blur_every: int = 4
+    blur_sigma: float = 0.5
+    jitter: int = 2
+    # generator prior
+    gen_dir: str | None = None
+    gen_steps: int = 3000
+    gen_obs: int = 2000
+    gen_batch: int = 64
+    gen_lr: float = 1e-3
+    feature_weight: float = 1.0
+    checkpoint_every: int = 250
+    code_steps: int = 200
+    code_lr: float = 0.05
+    code_l2: float = 0.1
+    # fooling frames
+    n_obs: int = 32
+    target: str = "any"
+    max_bound: int = 64
+    attack_steps: int = 20
+    observations: str | None = None
+    every: int = 8
+    scale: int = 2
+    seed: int = 0
+    device: str = "auto"
+    no_progress: bool = False
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -142,13 +188,13 @@ def write_fooling(vis: Visualization, out: Path, scale: int, title: str) -> list
 
 # ------------------------------------------------------------------------------------------------ the run
 
-def pixel_options(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+def pixel_options(args: VisualizeSettings, names: Sequence[str]) -> dict[str, Any]:
     return {"steps": args.steps, "lr": args.lr, "l2": args.l2, "blur_every": args.blur_every,
             "blur_sigma": args.blur_sigma, "jitter": args.jitter, "init": args.init, "objective": args.objective,
             "seed": args.seed, "action_names": names, "progress": not args.no_progress}
 
 
-def _check_targets(args: argparse.Namespace, policy: Any, names: list[str]) -> None:
+def _check_targets(args: VisualizeSettings, policy: Any, names: list[str]) -> None:
     """Bad actions, units and fooling targets fail in one line before any observation is played or trained on."""
     if args.what == "unit" and not args.units:
         raise OptionError(f"--what unit needs --units; this policy's units: {describe_units(unit_layers(policy))}")
@@ -162,9 +208,9 @@ def _check_targets(args: argparse.Namespace, policy: Any, names: list[str]) -> N
         check_actions([args.target], len(names), names)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: VisualizeSettings) -> dict[str, Any]:
     """The whole command: load, (collect observations,) visualise, write; returns run.json's content."""
-    from rl_saliency.evaluate import game_for_model
+    from rl_saliency.runs import game_for_model
     from rl_saliency.trust import agent_label
 
     if args.what not in WHATS:
@@ -207,13 +253,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             record.update(rows=len(vis.rows), summary=vis.extra["summary"])
         seconds = time.perf_counter() - start
         record.update(seconds=seconds, seconds_per_row=seconds / max(1, record.get("rows", 1)),
-                      settings={k: v for k, v in vars(args).items() if k != "func"},
+                      settings=dataclasses.asdict(args),
                       outputs=[str(p) for p in written])
         io.write_json(out / f"run_{args.what}.json", record)
     return record
 
 
-def _run_generator(args: argparse.Namespace, model: Any, policy: Any, game: str, names: list[str], out: Path,
+def _run_generator(args: VisualizeSettings, model: Any, policy: Any, game: str, names: list[str], out: Path,
                    obs: np.ndarray | None, title: str, record: dict[str, Any]) -> list[Path]:
     """Train (or resume) the generator, then maximise the targets through it and in pixel space, side by side."""
     from rl_saliency.visualize.generator import GeneratorConfig, GeneratorVisualizer, train_generator
@@ -252,77 +298,3 @@ def _run_generator(args: argparse.Namespace, model: Any, policy: Any, game: str,
     written.append(io.write_csv(out / "scores_pixel_vs_generator.csv", table))
     record["rows"] = len(vis_gen.rows)
     return written
-
-
-# ------------------------------------------------------------------------------------------------ CLI
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "visualize", help="what an agent wants to see: action and unit visualisation, generator prior, fooling frames",
-        description="Activation maximisation for an SB3 Atari agent (PPO, A2C, DQN zip): the frames that maximise "
-        "each action's score (--what action) or internal units (--what unit), the same through a generator trained "
-        "to invert the agent's features (--what generator, compared with pixel space), and the smallest change to "
-        "real observations that changes the agent's decision (--what fooling). Writes PNG sheets (4 stacked frames "
-        "per row, labelled with the game's action names), a GIF per stack and a CSV of scores before and after.",
-        epilog="examples: rl-saliency visualize --model zoo:nature-ms_pacman --game ms_pacman --what action --out "
-               "runs/vis/pacman | --what unit --units features:0 conv3:5 attention:3,3 | --what generator "
-               "--gen-steps 3000 | --what fooling --n-obs 64 --target any")
-    parser.add_argument("--model", required=True, help="SB3 model zip (PPO, A2C or DQN) or zoo:<name>")
-    parser.add_argument("--game", default=None, help="game (default: from the model's run folder)")
-    parser.add_argument("--what", choices=WHATS, default="action", help="what to make (default: action)")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--actions", nargs="+", default=None, help="action indices (default: all)")
-    parser.add_argument("--units", nargs="+", default=None,
-                        help="units: conv<i>:<channel>[@row,col], features:<k>, attention:<row>,<col>")
-    parser.add_argument("--list-units", action="store_true", help="print the model's units and exit")
-    parser.add_argument("--objective", choices=OBJECTIVES, default="logit",
-                        help="action score: logit (DQN: Q-value), log_prob, or q (DQN only)")
-    pixel = parser.add_argument_group("pixel-space ascent (action, unit; generator's comparison)")
-    pixel.add_argument("--init", choices=["noise", "observation"], default="noise",
-                       help="start from grey noise or from an observation the agent played")
-    pixel.add_argument("--steps", type=int, default=200, help="ascent steps")
-    pixel.add_argument("--lr", type=float, default=4.0, help="Adam step, grey levels")
-    pixel.add_argument("--l2", type=float, default=1.0, help="L2 penalty weight (score units per white frame)")
-    pixel.add_argument("--blur-every", type=int, default=4, help="blur every N steps (0: never)")
-    pixel.add_argument("--blur-sigma", type=float, default=0.5, help="blur sigma, pixels")
-    pixel.add_argument("--jitter", type=int, default=2, help="random shift per step, pixels (0: none)")
-    gen = parser.add_argument_group("generator prior (--what generator)")
-    gen.add_argument("--gen-dir", default=None, help="generator folder (default: <out>/generator); resumable")
-    gen.add_argument("--gen-steps", type=int, default=3000, help="training steps (a rerun continues to this)")
-    gen.add_argument("--gen-obs", type=int, default=2000, help="observations the agent plays for training")
-    gen.add_argument("--gen-batch", type=int, default=64)
-    gen.add_argument("--gen-lr", type=float, default=1e-3)
-    gen.add_argument("--feature-weight", type=float, default=1.0,
-                     help="weight of the feature-matching loss (relative to |E(x)|^2) against the pixel loss "
-                     "(squared error per stack, 0..1)")
-    gen.add_argument("--checkpoint-every", type=int, default=250, help="training steps between checkpoints")
-    gen.add_argument("--code-steps", type=int, default=200, help="ascent steps on the code")
-    gen.add_argument("--code-lr", type=float, default=0.05, help="Adam step on the code, fraction of its bound a")
-    gen.add_argument("--code-l2", type=float, default=0.1, help="L2 penalty on the code (relative to |a|^2)")
-    fool = parser.add_argument_group("fooling frames (--what fooling)")
-    fool.add_argument("--n-obs", type=int, default=32, help="observations to fool")
-    fool.add_argument("--target", default="any", help="'any' other action, or an action index")
-    fool.add_argument("--max-bound", type=int, default=64, help="largest L-infinity bound tried, grey levels")
-    fool.add_argument("--attack-steps", type=int, default=20, help="signed-gradient steps per bound")
-    parser.add_argument("--observations", default=None, help="a .npy of observations (N, 4, 84, 84) instead of "
-                        "playing the game")
-    parser.add_argument("--every", type=int, default=8, help="keep one observation every N agent steps (after 30)")
-    parser.add_argument("--scale", type=int, default=2, help="sheet pixels per observation pixel")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    record = run(args)
-    if record:
-        outputs = record["outputs"]
-        shown = [p for p in outputs if not p.endswith(".gif")]
-        gifs = len(outputs) - len(shown)
-        print(f"{args.what}: {record['rows']} rows in {record['seconds']:.1f} s "
-              f"({record['seconds_per_row']:.2f} s per row); wrote {', '.join(shown)} and {gifs} GIFs")
-        if "summary" in record:
-            s = record["summary"]
-            print("flipped within " + ", ".join(f"{b} grey levels: {s[f'flipped_at_{b}']:.0%}" for b in (1, 2, 4, 8)))
-    return 0

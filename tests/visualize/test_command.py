@@ -13,7 +13,7 @@ from PIL import Image
 from stable_baselines3 import PPO
 
 from rl_saliency.cli import main
-from rl_saliency.visualize.command import action_meanings
+from rl_saliency.visualize.pipeline import action_meanings
 
 
 @pytest.fixture(scope="module")
