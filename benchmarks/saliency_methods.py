@@ -6,8 +6,10 @@
 Observations are real Breakout frames (an untrained agent playing; speed does not depend on the weights).
 Methods run at their default settings (SmoothGrad 20 samples, integrated gradients 32 steps, perturbation
 stride 5 = 324 perturbed copies per map). ``perturbation_before`` is the earlier Greydanus implementation
-(``perturbation.reference_maps``: every perturbed frame built and run through the whole network), so the
-speed-up of the perturbation family is measured side by side in the same run; its maps are checked against the
+(``perturbation.reference_maps``: every perturbed frame built and run through the whole network) and
+``perturbation_ad90899`` the perturbation module as it was at commit ad90899 (read from git: the first-convolution
+shortcut, before issue 17's second round), so the speed-ups of the perturbation family are measured side by side in
+the same run; its maps are checked against the
 new ones and both against a float64 run of the earlier form (largest difference relative to the largest value,
 printed; float32 rounding of logits that differ little puts both about 1e-5 from exact). Calls are interleaved
 round-robin over the methods so machine load drifts hit every method alike; the median call time gives maps/s
@@ -21,8 +23,12 @@ import argparse
 import contextlib
 import copy
 import statistics
+import subprocess
+import sys
 import time
+import types
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,8 +39,27 @@ from rl_saliency.saliency import get_method
 from rl_saliency.saliency.perturbation import reference_maps
 from rl_saliency.saliency.sanity import collect_observations
 
-METHODS = ("gradient", "smoothgrad", "integrated_gradients", "gradcam", "perturbation_before", "perturbation",
-           "perturbation_action", "sarfa")
+METHODS = ("gradient", "smoothgrad", "integrated_gradients", "gradcam", "perturbation_before", "perturbation_ad90899",
+           "perturbation", "perturbation_action", "sarfa")
+BEFORE_COMMIT = "ad90899"  # perturbation.py before issue 17's second round of speed work
+
+
+def perturbation_at(commit: str) -> types.ModuleType:
+    """``rl_saliency/saliency/perturbation.py`` as it was at ``commit``, read from git (its registrations undone,
+    so ``get_method`` keeps giving today's classes)."""
+    from rl_saliency.saliency import base
+
+    source = subprocess.run(["git", "show", f"{commit}:rl_saliency/saliency/perturbation.py"],
+                            cwd=Path(__file__).parent, capture_output=True, text=True, check=True).stdout
+    registry = dict(base._REGISTRY)
+    module = types.ModuleType(f"_perturbation_{commit}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up here
+    try:
+        exec(compile(source, f"{commit}:rl_saliency/saliency/perturbation.py", "exec"), module.__dict__)
+    finally:
+        base._REGISTRY.clear()
+        base._REGISTRY.update(registry)
+    return module
 
 
 @contextlib.contextmanager
@@ -63,6 +88,9 @@ def method_call(name: str, stride: int) -> Callable:
     """A function (policy, obs) -> maps for a method name (``perturbation_before``: the earlier form)."""
     if name == "perturbation_before":
         return lambda policy, obs: reference_maps(policy, obs, stride=stride)
+    if name == "perturbation_ad90899":
+        old = perturbation_at(BEFORE_COMMIT).Perturbation(stride=stride)
+        return lambda policy, obs: old.attribute(policy, obs)
     kwargs = {"stride": stride} if name in ("perturbation", "perturbation_action", "sarfa") else {}
     method = get_method(name, **kwargs)
     return lambda policy, obs: method.attribute(policy, obs)
@@ -112,16 +140,18 @@ def main() -> None:
             rate, cpu_rate = args.n_obs / seconds[name], args.n_obs / cpu_seconds[name]
             print(f"{name:22s} {seconds[name]:8.3f} {rate:9.1f} {cpu_rate:11.1f} "
                   f"{seconds[base] / seconds[name]:13.3f}x")
-        if "perturbation_before" in maps and "perturbation" in maps:
-            before, after = maps["perturbation_before"], maps["perturbation"]
+        variants = [name for name in ("perturbation_before", "perturbation_ad90899", "perturbation") if name in maps]
+        if variants:
             with float64(model.policy) as policy64:
                 exact = reference_maps(policy64, torch.as_tensor(obs).double(), stride=args.stride)
             scale = exact.max()
-            print(f"perturbation speed-up {seconds['perturbation_before'] / seconds['perturbation']:.2f}x wall, "
-                  f"{cpu_seconds['perturbation_before'] / cpu_seconds['perturbation']:.2f}x CPU; largest map "
-                  f"difference / largest value: after vs float64 {np.abs(after - exact).max() / scale:.2e}, before "
-                  f"vs float64 {np.abs(before - exact).max() / scale:.2e}, after vs before "
-                  f"{np.abs(after - before).max() / scale:.2e}")
+            for name in variants:  # differences relative to the largest value of the float64 maps
+                line = f"{name}: largest map difference vs float64 {np.abs(maps[name] - exact).max() / scale:.2e}"
+                if name != "perturbation" and "perturbation" in maps:
+                    line += (f"; perturbation is {seconds[name] / seconds['perturbation']:.2f}x faster wall, "
+                             f"{cpu_seconds[name] / cpu_seconds['perturbation']:.2f}x CPU, maps differ by "
+                             f"{np.abs(maps[name] - maps['perturbation']).max() / scale:.2e}")
+                print(line)
     venv.close()
 
 

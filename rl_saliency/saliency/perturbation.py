@@ -29,6 +29,8 @@ policy by comparing with a direct forward pass; otherwise the perturbed frames a
 from __future__ import annotations
 
 import contextlib
+import functools
+import threading
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -226,6 +228,9 @@ class FirstConvShortcut:
     def __init__(self, convs: list[nn.Conv2d], scale: float):
         self.convs = convs
         self.scale = scale
+        self._local = threading.local()  # each thread's precomputed outputs (several threads share one policy)
+        self._lock = threading.Lock()
+        self._depth = 0  # nesting of ``patched``
 
     @classmethod
     def for_policy(cls, policy: BasePolicy, example: torch.Tensor) -> FirstConvShortcut | None:
@@ -280,15 +285,26 @@ class FirstConvShortcut:
             return False
 
     @contextlib.contextmanager
-    def patched(self, outputs: list[torch.Tensor]) -> Iterator[None]:
-        """Make each conv return its precomputed output (instance attribute, removed afterwards)."""
-        for conv, out in zip(self.convs, outputs, strict=True):
-            conv.forward = lambda _x, out=out: out  # type: ignore[method-assign]
+    def patched(self) -> Iterator[None]:
+        """While active, each conv returns the outputs that the calling thread set in ``outputs`` (an instance
+        attribute, removed when the outermost ``patched`` ends); a thread that set none gets the real conv."""
+        with self._lock:
+            if self._depth == 0:
+                for index, conv in enumerate(self.convs):
+                    conv.forward = functools.partial(self._forward, index, conv)  # type: ignore[method-assign]
+            self._depth += 1
         try:
             yield
         finally:
-            for conv in self.convs:
-                del conv.forward
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    for conv in self.convs:
+                        del conv.forward
+
+    def _forward(self, index: int, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        outputs = getattr(self._local, "outputs", None)
+        return type(conv).forward(conv, x) if outputs is None else outputs[index]
 
     def prepare(self, frame: torch.Tensor, delta: torch.Tensor, col_profiles: torch.Tensor
                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -308,8 +324,43 @@ class FirstConvShortcut:
                                                                                        strict=True)]
         n, channels = len(results[0]), self.convs[0].in_channels
         dummy = torch.zeros((), dtype=results[0].dtype, device=results[0].device).expand(n, channels, 1, 1)
-        with self.patched(results):
-            return policy_outputs(policy, dummy)
+        self._local.outputs = results
+        try:
+            with self.patched():
+                return policy_outputs(policy, dummy)
+        finally:
+            self._local.outputs = None
+
+
+def run_in_threads(work: Any, n: int, workers: int) -> None:
+    """``work(i)`` for i in range(n), under no_grad, in ``workers`` threads taking the next i in turn, with torch
+    set to 1 thread meanwhile (a new thread takes its thread count from it); the first error is raised here."""
+    lock, todo, errors = threading.Lock(), iter(range(n)), []
+
+    def worker() -> None:
+        try:
+            with torch.no_grad():
+                while not errors:
+                    with lock:
+                        i = next(todo, None)
+                    if i is None:
+                        return
+                    work(i)
+        except BaseException as err:  # noqa: BLE001 - re-raised in the calling thread
+            errors.append(err)
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        threads = [threading.Thread(target=worker, name=f"perturbation-{k}", daemon=True) for k in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        torch.set_num_threads(previous)
+    if errors:
+        raise errors[0]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -332,7 +383,11 @@ class Perturbation:
 
     ``batch_size``: copies per forward pass (whole rows of the grid, at least one row; 128 keeps every tensor
     small enough for the allocator to reuse memory instead of mapping fresh pages); ``fast``: allow the
-    first-convolution shortcut.
+    first-convolution shortcut; ``workers``: threads that take the observations in turn, each running torch with
+    one thread (None: ``torch.get_num_threads()``, capped at the number of observations). On a 2-core CPU two
+    workers beat one worker with torch's 2 intra-op threads (nothing waits at a barrier, the memory-bound steps
+    run in parallel too, and a core taken by another job slows one worker instead of stalling both); torch's
+    thread count is set to 1 while they run and restored afterwards. The maps do not depend on it.
     """
 
     name = "perturbation"
@@ -340,7 +395,7 @@ class Perturbation:
 
     def __init__(self, score: str | None = None, target: Target = None, stride: int = 5, mask: str = "gaussian",
                  sigma: float = 5.0, size: int | None = None, fill: str = "blur", blur_sigma: float = 3.0,
-                 batch_size: int = 128, fast: bool = True):
+                 batch_size: int = 128, fast: bool = True, workers: int | None = None):
         self.score = self.default_score if score is None else score
         if self.score not in SCORES:
             raise OptionError(f"perturbation score must be one of {', '.join(SCORES)}, got {self.score!r}")
@@ -360,10 +415,13 @@ class Perturbation:
                 raise OptionError(f"perturbation {option} must be a positive number, got {value!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise OptionError(f"perturbation batch_size must be an integer >= 1, got {batch_size!r}")
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))
+                                    or workers < 1):
+            raise OptionError(f"perturbation workers must be an integer >= 1 or None, got {workers!r}")
         self.target = target
         self.stride, self.mask, self.sigma, self.size = stride, mask, float(sigma), int(size)
         self.fill, self.blur_sigma = fill, float(blur_sigma)
-        self.batch_size, self.fast = batch_size, fast
+        self.batch_size, self.fast, self.workers = batch_size, fast, workers
         self.used_shortcut: bool | None = None  # set by each call: whether the fast path ran
 
     def _grid(self, height: int, width: int) -> _Grid:
@@ -409,23 +467,37 @@ class Perturbation:
         rows_per_pass = -(-len(grid.rows) // passes)  # balanced passes
         with torch.no_grad():
             shortcut = FirstConvShortcut.for_policy(policy, obs[:1]) if self.fast else None
-            self.used_shortcut = shortcut is not None
-            for i in range(n):
-                target_i = fixed if isinstance(fixed, str) else fixed[i:i + 1]
-                delta = fills[i] - obs[i]
-                prepared = shortcut.prepare(obs[i], delta, col_profiles) if shortcut is not None else None
-                for start in range(0, len(grid.rows), rows_per_pass):
-                    # the clean frame rides along as the last copy: clean and perturbed outputs come from the same
-                    # pass, so rounding that they share cancels in the difference
-                    rows = row_profiles[start:start + rows_per_pass]
-                    if shortcut is not None:
-                        logits, value = shortcut.outputs(policy, prepared, rows)
-                    else:
-                        masks = (rows[:, None, :, None] * col_profiles[None, :, None, :]).reshape(
-                            -1, 1, height, width)
-                        logits, value = policy_outputs(policy, torch.cat([obs[i] + delta * masks, obs[i:i + 1]]))
-                    part = self._scores((logits[-1:], value[-1:]), (logits[:-1], value[:-1]), target_i, q_values)
-                    scores[i, start:start + len(rows)] = part.view(len(rows), len(grid.cols))
+        self.used_shortcut = shortcut is not None
+
+        def observation(i: int) -> None:
+            """Scores of observation i into scores[i]."""
+            target_i = fixed if isinstance(fixed, str) else fixed[i:i + 1]
+            delta = fills[i] - obs[i]
+            prepared = shortcut.prepare(obs[i], delta, col_profiles) if shortcut is not None else None
+            for start in range(0, len(grid.rows), rows_per_pass):
+                # the clean frame rides along as the last copy: clean and perturbed outputs come from the same
+                # pass, so rounding that they share cancels in the difference
+                rows = row_profiles[start:start + rows_per_pass]
+                if shortcut is not None:
+                    logits, value = shortcut.outputs(policy, prepared, rows)
+                else:
+                    masks = (rows[:, None, :, None] * col_profiles[None, :, None, :]).reshape(-1, 1, height, width)
+                    logits, value = policy_outputs(policy, torch.cat([obs[i] + delta * masks, obs[i:i + 1]]))
+                part = self._scores((logits[-1:], value[-1:]), (logits[:-1], value[:-1]), target_i, q_values)
+                scores[i, start:start + len(rows)] = part.view(len(rows), len(grid.cols))
+
+        workers = self.workers if self.workers is not None else \
+            torch.get_num_threads() if obs.device.type == "cpu" else 1
+        workers = min(n, workers)
+        with contextlib.ExitStack() as stack:
+            if shortcut is not None:
+                stack.enter_context(shortcut.patched())  # once for all workers
+            if workers <= 1:
+                with torch.no_grad():
+                    for i in range(n):
+                        observation(i)
+            else:
+                run_in_threads(observation, n, workers)
         return grid.rows, grid.cols, scores.cpu().numpy()
 
     def signed_attribute(self, policy: BasePolicy, observations: np.ndarray | torch.Tensor,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import threading
 
 import numpy as np
 import pytest
@@ -152,6 +153,53 @@ def test_batch_size_does_not_change_the_maps(frames):
     np.testing.assert_allclose(small, large, rtol=1e-4, atol=1e-6 * large.max())
 
 
+@pytest.mark.parametrize("kind", ["ppo", "fls", "slice"])
+def test_worker_threads_give_the_same_maps_bit_for_bit(frames, kind):
+    """Observations shared out among worker threads (one policy, each thread's own first-conv outputs) give exactly
+    the maps of one thread, on the shortcut and on the direct path; torch's thread count is restored."""
+    policy = slice_policy() if kind == "slice" else make_policy(kind)
+    obs = np.concatenate([frames, frames[::-1, :, ::-1], frames[:, :, :, ::-1]])  # 6 different observations
+    one = Perturbation(stride=10, workers=1)
+    serial = one.attribute(policy, obs)
+    threads = torch.get_num_threads()
+    parallel = Perturbation(stride=10, workers=3)
+    maps = parallel.attribute(policy, obs)
+    assert parallel.used_shortcut == one.used_shortcut == (kind != "slice")
+    assert torch.get_num_threads() == threads
+    np.testing.assert_array_equal(maps, serial)
+    assert not any("forward" in vars(m) for m in policy.modules())
+
+
+def test_a_worker_error_reaches_the_caller_and_the_policy_is_restored(frames, monkeypatch):
+    policy = make_policy("ppo")
+    calls = []
+
+    def failing(self, clean, out, target, q_values):
+        calls.append(threading.current_thread().name)
+        raise RuntimeError("score failed")
+
+    monkeypatch.setattr(Perturbation, "_scores", failing)
+    with pytest.raises(RuntimeError, match="score failed"):
+        Perturbation(stride=20, workers=2).attribute(policy, frames)
+    assert calls and all(name.startswith("perturbation-") for name in calls)
+    assert not any("forward" in vars(m) for m in policy.modules())
+
+
+def test_a_thread_without_precomputed_outputs_gets_the_real_convolution(frames):
+    """While the shortcut is installed for one thread's perturbed copies, the policy still works in another."""
+    policy = make_policy("ppo")
+    shortcut = FirstConvShortcut.for_policy(policy, torch.zeros(1, 4, 84, 84))
+    x = torch.as_tensor(frames).float() / 255.0
+    conv = shortcut.convs[0]
+    expected = conv(x)
+    got = []
+    with shortcut.patched():
+        thread = threading.Thread(target=lambda: got.append(conv(x)))
+        thread.start()
+        thread.join()
+    assert torch.equal(got[0], expected)
+
+
 # ------------------------------------------------------------------------------------ masks and upsampling
 def test_square_and_gaussian_profiles():
     centres, square = mask_profiles(84, 10, "square", 6)
@@ -206,6 +254,7 @@ def test_family_is_registered_on_the_contract(frames):
     (dict(fill="noise"), "fill must be one of"), (dict(stride=0), "stride must be"),
     (dict(stride=2.5), "stride must be"), (dict(sigma=-1), "sigma must be a positive"),
     (dict(mask="square", size=0), "size must be a positive"), (dict(batch_size=0), "batch_size must be"),
+    (dict(workers=0), "workers must be"), (dict(workers=1.5), "workers must be"),
     (dict(score="sarfa", target="value"), "explains an action"),
 ])
 def test_bad_options_are_option_errors(options, message):
