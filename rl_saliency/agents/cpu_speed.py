@@ -87,11 +87,25 @@ def _bf16_forward(module: nn.Module) -> None:
     module._bf16_autocast = True
 
 
+def _measured_extractors() -> tuple[type, ...]:
+    """The extractors these settings were measured on: NatureCNN and the attention extractors (FLS, DAQN, RS-PPO);
+    others (the saccader's hard attention) keep float32."""
+    from stable_baselines3.common.torch_layers import NatureCNN
+
+    from rl_saliency.agents.extractors import AttentionExtractor
+
+    return (NatureCNN, AttentionExtractor)
+
+
 def channels_last_trunk(extractor: nn.Module) -> bool:
-    """Put ``extractor.trunk`` (an ``nn.Sequential`` of convolutions) in channels-last memory: its input is made
-    channels-last, its output contiguous again. False where the extractor has no such trunk."""
+    """Put ``extractor.trunk`` (the Nature convolutions, 84x84 -> 7x7) in channels-last memory: its input is made
+    channels-last, its output contiguous again. False where the extractor has no such trunk (the dense FLS's
+    stride-1 trunk was not measured)."""
     trunk = getattr(extractor, "trunk", None)
     if not isinstance(trunk, nn.Sequential) or getattr(trunk, "_channels_last_trunk", False):
+        return False
+    first = trunk[0] if len(trunk) else None
+    if not isinstance(first, nn.Conv2d) or first.stride != (4, 4):
         return False
     trunk.to(memory_format=torch.channels_last)
     trunk.register_forward_pre_hook(
@@ -114,10 +128,7 @@ def speed_up(model: Any, precision: str | None = None, trunk_channels_last: bool
     applied: dict[str, Any] = {"precision": "fp32", "trunk_channels_last": False}
     if getattr(model, "device", torch.device("cpu")).type != "cpu":
         return applied
-    policy = model.policy
-    extractors = [m for m in policy.modules()
-                  if m is not policy and type(m).__name__ != "FlattenExtractor"
-                  and hasattr(m, "features_dim") and isinstance(m, nn.Module)]
+    extractors = [m for m in model.policy.modules() if isinstance(m, _measured_extractors())]
     if precision == "bf16" and cpu_has_native_bf16():
         for extractor in extractors:
             _bf16_forward(extractor)

@@ -10,7 +10,7 @@ import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from rl_saliency.agents import SparseFLS, cpu_speed, paper_policy_kwargs
+from rl_saliency.agents import DenseFLS, SparseFLS, cpu_speed, paper_policy_kwargs
 from rl_saliency.agents.cpu_speed import check_precision, default_precision, speed_up
 from rl_saliency.errors import OptionError
 
@@ -32,8 +32,8 @@ class SeededAtari(gym.Env):
         return self._frame(), float(action == 1), bool(self.np_random.random() < 0.05), False, {}
 
 
-def make_model(extractor: bool = True, seed: int = 0) -> PPO:
-    kwargs = paper_policy_kwargs(SparseFLS) if extractor else {}
+def make_model(extractor: bool = True, seed: int = 0, cls: type = SparseFLS) -> PPO:
+    kwargs = paper_policy_kwargs(cls) if extractor else {}
     env = DummyVecEnv([SeededAtari, SeededAtari])
     env.seed(seed)
     return PPO("CnnPolicy", env, policy_kwargs=kwargs, seed=seed, device="cpu", n_steps=16, batch_size=16,
@@ -142,6 +142,16 @@ def test_nothing_applied_off_the_cpu_or_without_native_bf16(monkeypatch):
         policy = model.policy
 
     assert speed_up(OnGpu(), "bf16") == {"precision": "fp32", "trunk_channels_last": False}
+
+
+def test_which_extractors_get_what(native_bf16):
+    """NatureCNN: bf16 (its whole-policy channels-last is train's use_channels_last); dense FLS: bf16 but not the
+    channels-last trunk (its stride-1 trunk was not measured)."""
+    nature = make_model(extractor=False)
+    assert speed_up(nature, "bf16") == {"precision": "bf16", "trunk_channels_last": False}
+    assert nature.policy.features_extractor._bf16_autocast
+    dense = make_model(cls=DenseFLS)
+    assert speed_up(dense, "fp32") == {"precision": "fp32", "trunk_channels_last": False}
 
 
 def test_precision_choice(monkeypatch):
