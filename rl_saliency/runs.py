@@ -24,6 +24,7 @@ from rl_saliency.errors import ModelLoadError, OptionError, SpecError
 
 ZOO_PREFIX = "zoo:"
 CONFIG_FILE = "config.yaml"
+EXPLORER_SUFFIX = ".NoveltyCallback.pt"  # written by the training checkpoints (rl_saliency.train)
 
 
 def model_path(model: str | Path) -> Path:
@@ -101,6 +102,22 @@ def replay_pool(model: str | Path | None, pool: str = "auto") -> str:
     return "grey" if training_backend(model) == "ale" else "rgb"
 
 
+def explorer_state(model: str | Path) -> Path | None:
+    """The novelty explorer's state saved beside a model trained with one: ``ckpt_<n>_steps.NoveltyCallback.pt``
+    next to a checkpoint, the last checkpoint's for a run's ``model.zip`` (the run ends with a checkpoint at the
+    same step); None when there is none."""
+    path = model_path(model)
+    sibling = path.with_suffix(EXPLORER_SUFFIX)
+    if sibling.is_file():
+        return sibling
+    found = []
+    for state in (path.parent / "checkpoints").glob(f"ckpt_*_steps{EXPLORER_SUFFIX}"):
+        steps = state.name[len("ckpt_"):-len(f"_steps{EXPLORER_SUFFIX}")]
+        if steps.isdigit():
+            found.append((int(steps), state))
+    return max(found)[1] if found else None
+
+
 def check_method(method: Any, name: str, policy: Any, option: str = "--method") -> None:
     """Run a saliency method once on a blank observation, so that one that cannot explain this policy (attention
     without built-in attention, an action target out of range, ``novelty`` without its explorer) fails now, as an
@@ -158,12 +175,18 @@ class Agent:
 
 def open_agent(model: str | Path, game: str | None = None, device: str = "auto") -> Agent:
     """Open a model zip or zoo agent: the run config, the game (``game`` must agree with the run's), the loaded
-    model in evaluation mode, checked to fit the game's observation and action spaces."""
+    model in evaluation mode, checked to fit the game's observation and action spaces. A model trained with the
+    novelty explorer gets it back as ``policy.explorer`` (so the ``novelty`` saliency method works on it)."""
     from rl_saliency.models import load_model
 
     path = model_path(model)
     found = game_for_model(path, game)
     agent = Agent(path=path, model=load_model(path, device=device), game=found, config=run_config(path))
     agent.policy.set_training_mode(False)
+    state = explorer_state(path) if ((agent.config or {}).get("spec") or {}).get("explorer") else None
+    if state is not None:
+        from rl_saliency.agents.exploration import NoveltyExplorer
+
+        agent.policy.explorer = NoveltyExplorer.load(state, agent.policy)
     agent.make_env(n_envs=1, backend="sb3").close()  # the spaces fit (one cheap env, closed again)
     return agent

@@ -348,8 +348,7 @@ def trust_table(model_path: str | Path, out: str | Path, game: str | None = None
                 options: dict[str, dict[str, Any]] | None = None, observations: str | Path | None = None,
                 device: str = "auto", overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
     """The trust table of one agent (see the module doc); writes it under ``out`` and returns it."""
-    from rl_saliency.models import load_model
-    from rl_saliency.runs import check_method, game_for_model
+    from rl_saliency.runs import check_method, game_for_model, open_agent
     from rl_saliency.runs import model_path as resolve_model_path
     from rl_saliency.saliency.faithfulness import check_observations
     from rl_saliency.saliency.sanity import _load_observations, collect_observations
@@ -380,9 +379,8 @@ def trust_table(model_path: str | Path, out: str | Path, game: str | None = None
                      "observations": str(Path(observations).resolve()) if observations else None,
                      "atari_head": str(Path(atari_head).resolve()) if atari_head else None})
     _check_settings(out, settings, overwrite)  # before the (slow) model load
-    model = load_model(model_path, device=device)
+    model = open_agent(model_path, game, device=device).model
     policy = model.policy
-    policy.set_training_mode(False)
     if by_default:
         methods = default_methods(policy)
     for name in methods:  # a method that cannot explain this model fails now, in one line

@@ -49,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--strict", action="store_true", help="stop at a corrupt txt row instead of skipping it")
     options.add_device(parser)
     parser.add_argument("--out", required=True, help="output folder (resumes when it holds finished trials)")
+    options.add_progress(parser)
     parser.set_defaults(func=run)
 
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                            trials=args.trials, game=args.game, max_frames=args.max_frames,
                            batch_size=args.batch_size, stride=args.stride, resolution=args.resolution,
                            seed=args.seed, strict=args.strict, pool=args.pool, device=args.device,
-                           protocol=args.protocol)
+                           protocol=args.protocol, progress=args.progress)
     print(format_table(result["per_game"], result["per_trial"]))
     print(f"written: {Path(args.out) / 'per_game.csv'}, per_trial.csv, trials/")
     return 0

@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--timesteps", type=float, default=50_000, help="with --train: agent steps")
     options.add_count(parser, "--n-envs", 8, help="with --train: parallel envs")
     options.add_seed(parser)
+    options.add_progress(parser)
     parser.set_defaults(func=run)
 
 
@@ -39,5 +40,5 @@ def run(args: argparse.Namespace) -> int:
     library.quickstart(args.out, model=args.agent_model, atari_head=args.atari_head, methods=tuple(args.methods),
                        episodes=args.episodes, video_steps=args.video_steps, gif=not args.no_gif,
                        train_agent=args.train, agent=args.agent, game=args.game, timesteps=args.timesteps,
-                       n_envs=args.n_envs, seed=args.seed)
+                       n_envs=args.n_envs, seed=args.seed, progress=args.progress)
     return 0

@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="scale maps by the max so far (running) or over the whole video (global)")
     options.add_policy_mode(parser, default_deterministic=True)
     options.add_device(parser)
+    options.add_progress(parser)
     parser.set_defaults(func=run)
 
 
@@ -70,7 +71,7 @@ def _render(args: argparse.Namespace, method_kwargs: dict[str, Any]) -> dict[str
         summary = render_trial(args.model, args.atari_head, method=args.method, steps=args.steps, start=args.start,
                                stride=args.stride, game=args.game, out=args.out, gif=args.gif, scale=args.scale,
                                fps=args.fps, alpha=args.alpha, normalise=args.normalise,
-                               method_kwargs=method_kwargs, device=args.device)
+                               method_kwargs=method_kwargs, device=args.device, progress=args.progress)
         for issue in summary["issues"]:
             print(f"warning: {issue}", file=sys.stderr)
     else:
@@ -79,5 +80,5 @@ def _render(args: argparse.Namespace, method_kwargs: dict[str, Any]) -> dict[str
         summary = render_agent(args.model, game=args.game, method=args.method, steps=args.steps, out=args.out,
                                gif=args.gif, seed=args.seed, scale=args.scale, fps=args.fps, alpha=args.alpha,
                                normalise=args.normalise, deterministic=args.deterministic,
-                               method_kwargs=method_kwargs, device=args.device)
+                               method_kwargs=method_kwargs, device=args.device, progress=args.progress)
     return summary

@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options.add_device(parser)
     parser.add_argument("--overwrite", action="store_true", help="recompute methods already in --out")
     options.add_out(parser, "output folder", required=True)
+    options.add_progress(parser)
     parser.set_defaults(func=run)
 
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         get_method(name)  # unknown names fail (OptionError, one line) before any work
     table = run_sanity(args.model, args.game, args.methods, args.out, n_obs=args.n_obs, seed=args.seed,
                        method_kwargs=method_kwargs, device=args.device, observations=args.observations,
-                       overwrite=args.overwrite)
+                       overwrite=args.overwrite, progress=args.progress)
     last = table.sort_values("step").groupby("method").tail(1)
     with pd.option_context("display.width", 120, "display.precision", 3):
         print(last[["method", "layer", *METRICS]].to_string(index=False))

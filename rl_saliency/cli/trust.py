@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     options.add_device(parser)
     parser.add_argument("--overwrite", action="store_true", help="start afresh in --out")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    options.add_progress(parser)
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(func=run)
 
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                             randomisation_obs=args.randomisation_obs, seed=args.seed, atari_head=args.atari_head,
                             gaze_max_frames=args.gaze_max_frames, gaze_stride=args.gaze_stride, options=per_method,
                             observations=args.observations, device=args.device, overwrite=args.overwrite,
-                            progress=not args.no_progress)
+                            progress=args.progress)
         print(markdown_table(table))
         print(f"wrote {out / 'trust.csv'}, {out / 'trust.md'} and {out / 'curves.png'}")
     return 0

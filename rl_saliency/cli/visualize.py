@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scale", type=int, default=2, help="sheet pixels per observation pixel")
     options.add_seed(parser)
     options.add_device(parser)
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    options.add_progress(parser)
     parser.set_defaults(func=_run)
 
 

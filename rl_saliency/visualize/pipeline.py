@@ -85,7 +85,7 @@ class VisualizeSettings:
     scale: int = 2
     seed: int = 0
     device: str = "auto"
-    no_progress: bool = False
+    progress: bool = True
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -191,7 +191,7 @@ def write_fooling(vis: Visualization, out: Path, scale: int, title: str) -> list
 def pixel_options(args: VisualizeSettings, names: Sequence[str]) -> dict[str, Any]:
     return {"steps": args.steps, "lr": args.lr, "l2": args.l2, "blur_every": args.blur_every,
             "blur_sigma": args.blur_sigma, "jitter": args.jitter, "init": args.init, "objective": args.objective,
-            "seed": args.seed, "action_names": names, "progress": not args.no_progress}
+            "seed": args.seed, "action_names": names, "progress": args.progress}
 
 
 def _check_targets(args: VisualizeSettings, policy: Any, names: list[str]) -> None:
@@ -247,7 +247,7 @@ def run(args: VisualizeSettings) -> dict[str, Any]:
             written += _run_generator(args, model, policy, game, names, out, obs, title, record)
         else:
             fooling = get_visualizer("fooling", target=args.target, max_bound=args.max_bound,
-                                     steps=args.attack_steps, action_names=names, progress=not args.no_progress)
+                                     steps=args.attack_steps, action_names=names, progress=args.progress)
             vis = fooling.visualize(policy, None, obs)
             written += write_fooling(vis, out, args.scale, title)
             record.update(rows=len(vis.rows), summary=vis.extra["summary"])
@@ -273,7 +273,7 @@ def _run_generator(args: VisualizeSettings, model: Any, policy: Any, game: str, 
     train_obs = gather_observations(model, game, check_count(args.gen_obs, "--gen-obs", minimum=2), args.seed,
                                     args.every, gen_dir / "observations.npy", args.observations)
     with io.output_lock(gen_dir):
-        prior = train_generator(policy, train_obs, gen_dir, config.check(), progress=not args.no_progress)
+        prior = train_generator(policy, train_obs, gen_dir, config.check(), progress=args.progress)
     history = prior.history
     if len(history):
         tenth = max(1, len(history) // 10)
@@ -283,7 +283,7 @@ def _run_generator(args: VisualizeSettings, model: Any, policy: Any, game: str, 
     code_init = "observation" if args.init == "observation" else "mean"
     vis_gen = GeneratorVisualizer(prior, steps=args.code_steps, lr=args.code_lr, l2=args.code_l2, init=code_init,
                                   objective=args.objective, units=units, seed=args.seed, action_names=names,
-                                  progress=not args.no_progress).visualize(policy, targets, obs)
+                                  progress=args.progress).visualize(policy, targets, obs)
     vis_pix = get_visualizer("unit" if units else "action", **pixel_options(args, names)).visualize(
         policy, targets, obs)
     written = write_visualization(vis_gen, out, "generator", names, args.scale, f"{title} (generator prior)")

@@ -51,3 +51,17 @@ def test_explorer_cli_run_checkpoints_and_resumes_the_ensemble(tmp_path, monkeyp
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["time/total_timesteps"].iloc[-1] == 128
     assert metrics["explorer/intrinsic_mean"].notna().any()
+
+    # the trained run gives a loaded policy its explorer back, so the novelty method works from every command
+    from rl_saliency.runs import explorer_state, open_agent
+
+    assert explorer_state(run / "model.zip") == run / "checkpoints" / "ckpt_128_steps.NoveltyCallback.pt"
+    agent = open_agent(run / "model.zip", device="cpu")
+    final = torch.load(explorer_state(run / "model.zip"), weights_only=False)
+    key = next(k for k in final["ensemble"] if torch.is_tensor(final["ensemble"][k]))
+    assert torch.equal(agent.policy.explorer.state_dict()["ensemble"][key], final["ensemble"][key])
+    assert main(["sanity", "--model", str(run / "model.zip"), "--methods", "novelty", "--n-obs", "2",
+                 "--out", str(tmp_path / "sanity"), "--no-progress", "--device", "cpu"]) == 0
+    assert main(["render", "--model", str(run / "model.zip"), "--method", "novelty", "--steps", "4",
+                 "--out", str(tmp_path / "novelty.mp4"), "--no-progress", "--device", "cpu"]) == 0
+    assert (tmp_path / "novelty.mp4").stat().st_size > 0

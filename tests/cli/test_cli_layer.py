@@ -160,3 +160,22 @@ def test_bad_device_is_exit_2(command, tmp_path, capsys):
         main(_argv(command, tmp_path, "--device", "tpu"))
     assert exited.value.code == 2
     assert "invalid choice: 'tpu'" in capsys.readouterr().err
+
+
+# Every command with a progress bar, with its required arguments: one spelling, --no-progress -> progress False.
+PROGRESS_COMMANDS = {
+    "train": [], "evaluate": ["--model", "m.zip"], "gaze-eval": ["--model", "m.zip", "--atari-head", "d", "--out", "o"],
+    "render": ["--model", "m.zip"], "sanity": ["--model", "m.zip", "--out", "o"],
+    "trust": ["--model", "m.zip", "--out", "o"], "visualize": ["--model", "m.zip", "--out", "o"],
+    "quickstart": [], "sweep": ["--grid", "grid.yaml", "--out", "o"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(PROGRESS_COMMANDS))
+def test_every_command_spells_no_progress_the_same_way(command):
+    from rl_saliency.cli import build_parser
+
+    parser = build_parser()
+    argv = [command, *PROGRESS_COMMANDS[command]]
+    assert parser.parse_args(argv).progress is True
+    assert parser.parse_args([*argv, "--no-progress"]).progress is False
