@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.policies import BasePolicy
 
+from rl_saliency.agents.hooks import AttentionReadout
 from rl_saliency.errors import OptionError
 from rl_saliency.saliency.base import check_maps, obs_to_tensor, register
 
@@ -18,7 +19,7 @@ def attention_module(policy: BasePolicy) -> Any:
     candidates = [policy, getattr(policy, "features_extractor", None), getattr(policy, "pi_features_extractor", None),
                   getattr(q_net, "features_extractor", None)]
     for candidate in candidates:
-        if candidate is not None and hasattr(candidate, "project_attention"):
+        if candidate is not None and isinstance(candidate, AttentionReadout):
             return candidate
     raise OptionError(
         f"the 'attention' method needs a policy with built-in attention (FLS, DAQN, RS-PPO, Saccader); "

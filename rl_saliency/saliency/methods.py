@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from torch import nn
 
+from rl_saliency.agents.hooks import OwnSaliencyOutputs
 from rl_saliency.errors import OptionError
 from rl_saliency.saliency.base import check_maps, obs_to_tensor, register
 
@@ -40,9 +41,8 @@ def policy_outputs(policy: BasePolicy, obs: torch.Tensor) -> tuple[torch.Tensor,
     Actor-critic policies give action logits and the critic's value; DQN gives Q-values and max Q. A custom
     policy (e.g. Saccader) can define ``saliency_outputs(obs) -> (logits, value)``.
     """
-    custom = getattr(policy, "saliency_outputs", None)
-    if callable(custom):
-        return custom(obs)
+    if isinstance(policy, OwnSaliencyOutputs):
+        return policy.saliency_outputs(obs)
     if isinstance(policy, ActorCriticPolicy):
         features = policy.extract_features(obs)
         if policy.share_features_extractor:

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rl_saliency import io
+from rl_saliency.agents.hooks import SignedAttribution
 from rl_saliency.saliency.base import OBS_SHAPE, check_observations
 from rl_saliency.saliency.methods import policy_outputs
 from rl_saliency.saliency.registry import get_method
@@ -132,7 +133,7 @@ def _maps(method: Any, policy: BasePolicy, obs: torch.Tensor, target: Any) -> tu
     """(maps, signed maps); methods without signed attributions use their maps for both."""
     kwargs = {} if target is None else {"target": target}
     maps = method.attribute(policy, obs, **kwargs)
-    signed = method.signed_attribute(policy, obs, **kwargs) if hasattr(method, "signed_attribute") else maps
+    signed = method.signed_attribute(policy, obs, **kwargs) if isinstance(method, SignedAttribution) else maps
     return maps, signed
 
 
