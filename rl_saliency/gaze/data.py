@@ -15,6 +15,7 @@ the file and line, or, with ``strict=False``, is reported and dropped.
 
 from __future__ import annotations
 
+import bz2
 import heapq
 import re
 import tarfile
@@ -354,6 +355,83 @@ def decode_frame(data: bytes) -> np.ndarray | None:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+_BLOCK = 512
+_ZERO_BLOCK = bytes(_BLOCK)
+
+
+def _tar_number(field: bytes) -> int:
+    """A tar header's number: octal text, or base-256 (GNU) when the first byte's high bit is set."""
+    if field[:1] in (b"\x80", b"\xff"):
+        value = int.from_bytes(field[1:], "big")
+        return value - (1 << (8 * (len(field) - 1))) if field[:1] == b"\xff" else value
+    text = field.split(b"\0", 1)[0].strip()
+    try:
+        return int(text or b"0", 8)
+    except ValueError as err:
+        raise tarfile.ReadError(f"invalid number {text!r} in a tar header") from err
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    """A pax extended header's ``length key=value\\n`` records."""
+    out, position = {}, 0
+    while position < len(data) and data[position:position + 1] != b"\0":
+        space = data.index(b" ", position)
+        length = int(data[position:space])
+        if length <= 0:
+            raise tarfile.ReadError("invalid pax header")
+        key, _, value = data[space + 1:position + length - 1].partition(b"=")
+        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        position += length
+    return out
+
+
+def tar_members(tar_path: str | Path) -> Iterator[tuple[str, bool, bytes]]:
+    """``(name, is_file, data)`` of each member of a tar.bz2, in archive order, streamed: a small reader of the
+    ustar, pax and GNU headers (``tarfile``'s stream mode spends more time parsing than the PNGs take to decode).
+    A truncated or corrupt archive raises ``EOFError``, ``OSError`` or ``tarfile.ReadError`` at that point."""
+    with bz2.open(tar_path, "rb") as archive:
+        read = archive.read
+        pax: dict[str, str] = {}
+        long_name: str | None = None
+        first = True
+        while True:
+            header = read(_BLOCK)
+            if not header or header == _ZERO_BLOCK:
+                return  # the end-of-archive blocks (or an archive without them)
+            if len(header) < _BLOCK:
+                raise EOFError("the tar ends inside a member's header")
+            stored = _tar_number(header[148:156])
+            unsigned = sum(header) - sum(header[148:156]) + 8 * 32
+            if stored != unsigned and stored != unsigned - 256 * sum(b > 127 for b in header[:148] + header[156:]):
+                raise tarfile.ReadError("bad checksum" + (" (not a tar archive?)" if first else ""))
+            first = False
+            kind, size = header[156:157], _tar_number(header[124:136])
+            data_size = size if kind not in (b"1", b"2", b"3", b"4", b"5", b"6") else 0
+            blocks = -(-data_size // _BLOCK) * _BLOCK
+            data = read(blocks) if blocks else b""
+            if len(data) < blocks and (len(data) < data_size or kind in (b"x", b"g", b"L")):
+                raise EOFError(f"the tar ends inside member {header[:100].rstrip(bytes(1))!r}")
+            data = data[:data_size]
+            if kind == b"x":
+                pax = _pax_records(data)
+                continue
+            if kind == b"g":
+                continue
+            if kind == b"L":
+                long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+                continue
+            if kind == b"K":
+                continue
+            name = header[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            if header[257:263] == b"ustar\0" and header[345:346] != b"\0":
+                name = header[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape") + "/" + name
+            name = pax.get("path", long_name or name)
+            if "size" in pax and int(pax["size"]) != size:
+                raise tarfile.ReadError(f"member {name}: pax size {pax['size']} differs from the header's {size}")
+            pax, long_name = {}, None
+            yield name, kind in (b"0", b"\0", b"7"), data
+
+
 def iter_frames(tar_path: str | Path, expected: Iterable[int] | None = None, max_index: int | None = None,
                 report: FrameStreamReport | None = None,
                 reorder_bytes: int = DEFAULT_REORDER_BYTES) -> Iterator[tuple[int, np.ndarray]]:
@@ -399,37 +477,32 @@ def iter_frames(tar_path: str | Path, expected: Iterable[int] | None = None, max
             yield index, frame
 
     try:
-        with tarfile.open(tar_path, mode="r|bz2") as archive:
-            for member in archive:
-                match = MEMBER.search(member.name)
-                if not member.isfile() or match is None:
-                    continue
-                index = int(match["index"])
-                handle = archive.extractfile(member)
-                data = handle.read() if handle is not None else b""
-                if len(data) != member.size:
-                    raise EOFError(f"member {member.name} is cut short")
-                report.members += 1
-                if index in seen:
-                    report.duplicates.append(index)
-                    continue
-                seen.add(index)
-                if index <= state["last"]:
-                    report.late.append(index)
-                    continue
-                waiting = next_pending()
-                report.out_of_order += int(waiting is not None and index > waiting)
-                if index in pending_set:
-                    pending_set.discard(index)
-                elif expected is not None and index <= limit:
-                    report.extra.append(index)
-                heapq.heappush(buffer, (index, data))
-                state["bytes"] += len(data)
-                report.peak_buffer_frames = max(report.peak_buffer_frames, len(buffer))
-                report.peak_buffer_bytes = max(report.peak_buffer_bytes, state["bytes"])
-                yield from release(final=False)
-                if max_index is not None and next_pending() is None and (not buffer or buffer[0][0] > limit):
-                    return  # everything up to max_index handed out
+        for name, is_file, data in tar_members(tar_path):
+            match = MEMBER.search(name)
+            if not is_file or match is None:
+                continue
+            index = int(match["index"])
+            report.members += 1
+            if index in seen:
+                report.duplicates.append(index)
+                continue
+            seen.add(index)
+            if index <= state["last"]:
+                report.late.append(index)
+                continue
+            waiting = next_pending()
+            report.out_of_order += int(waiting is not None and index > waiting)
+            if index in pending_set:
+                pending_set.discard(index)
+            elif expected is not None and index <= limit:
+                report.extra.append(index)
+            heapq.heappush(buffer, (index, data))
+            state["bytes"] += len(data)
+            report.peak_buffer_frames = max(report.peak_buffer_frames, len(buffer))
+            report.peak_buffer_bytes = max(report.peak_buffer_bytes, state["bytes"])
+            yield from release(final=False)
+            if max_index is not None and next_pending() is None and (not buffer or buffer[0][0] > limit):
+                return  # everything up to max_index handed out
     except (tarfile.TarError, EOFError, OSError, ValueError) as err:  # truncated or corrupt archive
         report.truncated = f"{type(err).__name__}: {err}"
     # the stream ended: what is still expected is missing; hand out the rest in order

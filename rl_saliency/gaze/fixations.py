@@ -69,13 +69,18 @@ def _pixels(gaze: GazeTable, shape: tuple[int, int], rounding: str = "floor") ->
     return cache[key]
 
 
-def _union_counts(gaze: GazeTable, groups: Sequence[Sequence[int]], shape: tuple[int, int],
+def _union_counts(gaze: GazeTable, groups: Sequence[Sequence[int]] | np.ndarray, shape: tuple[int, int],
                   rounding: str = "floor") -> tuple[np.ndarray, np.ndarray]:
-    """Counts ``(len(groups), h, w)`` of the gaze of each group of raw frames, and each group's off-screen
-    samples, gathered and counted for the whole batch at once."""
+    """Counts ``(len(groups), h, w)`` of the gaze of each group of raw frames (a list of lists, or an array
+    ``(n, k)`` of k frames each), and each group's off-screen samples, gathered and counted for the whole batch at
+    once."""
     pixels, n_pix, n = _pixels(gaze, shape, rounding), shape[0] * shape[1], len(groups)
-    frames = np.fromiter((f for g in groups for f in g), dtype=np.int64)
-    owner = np.repeat(np.arange(n), [len(g) for g in groups])
+    if isinstance(groups, np.ndarray):  # (n, k): k frames each
+        frames = groups.astype(np.int64, copy=False).reshape(-1)
+        owner = np.repeat(np.arange(n), groups.shape[1] if groups.ndim == 2 else 0)
+    else:
+        frames = np.fromiter((f for g in groups for f in g), dtype=np.int64)
+        owner = np.repeat(np.arange(n), [len(g) for g in groups])
     # row of each frame in the table (frames without a row contribute nothing)
     rows = np.searchsorted(gaze.frame_index, frames)
     known = rows < len(gaze.frame_index)
@@ -102,7 +107,8 @@ def observation_counts(gaze: GazeTable, indices: Sequence[int], shape: tuple[int
                        gaze_offset: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fixation counts ``(N, h, w)`` of the observations at ``indices``, with the number of on-screen and
     off-screen samples of each."""
-    counts, offscreen = _union_counts(gaze, [_gaze_frames(i, gaze_offset) for i in indices], shape, rounding)
+    frames = np.asarray(indices, np.int64).reshape(-1, 1) - np.asarray(COVERED_OFFSETS)[None, :] + gaze_offset
+    counts, offscreen = _union_counts(gaze, frames, shape, rounding)
     return counts, counts.sum(axis=(1, 2)).astype(np.int64), offscreen
 
 
@@ -164,13 +170,13 @@ def shuffled_negatives(gaze: GazeTable, indices: Sequence[int], positions: Seque
     ``indices``, without or, as the FLS reference drew them, with ``replace``ment; an observation drawn twice
     counts twice). Returns ``(len(positions), h, w)``."""
     n = len(indices)
-    groups = []
-    for position in positions:
-        if n <= 1:
-            groups.append([])
-            continue
-        size = n_others if replace else min(n_others, n - 1)
-        picks = rng.integers(0, n - 1, size=size) if replace else rng.choice(n - 1, size=size, replace=False)
-        picks = picks + (picks >= position)  # never the observation itself
-        groups.append([frame for k in picks for frame in _gaze_frames(indices[k], gaze_offset)])
-    return _union_counts(gaze, groups, shape, rounding)[0]
+    if n <= 1:
+        return _union_counts(gaze, [[] for _ in positions], shape, rounding)[0]
+    size = n_others if replace else min(n_others, n - 1)
+    picks = np.empty((len(positions), size), np.int64)
+    for row, position in enumerate(positions):  # the generator's calls, one per observation, as they always were
+        drawn = rng.integers(0, n - 1, size=size) if replace else rng.choice(n - 1, size=size, replace=False)
+        picks[row] = drawn + (drawn >= position)  # never the observation itself
+    starts = np.asarray(indices, np.int64)[picks]
+    frames = starts[:, :, None] - np.asarray(COVERED_OFFSETS)[None, None, :] + gaze_offset
+    return _union_counts(gaze, frames.reshape(len(positions), -1), shape, rounding)[0]

@@ -19,6 +19,7 @@ to 1e-6, in float64; what changes is where the work is done:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,25 +52,43 @@ def _constant(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 class GazeBatch:
     """The gaze side of every metric for one batch: fixation counts, gaze densities and shuffled-AUC negatives,
-    each ``(N, h, w)``, reduced to what the metrics read."""
+    each ``(N, h, w)``, reduced to what the metrics read (the maps' non-zero pixels, their sums and spreads)."""
 
     def __init__(self, counts: np.ndarray, density: np.ndarray, others: np.ndarray):
         n = len(counts)
         self.n, self.shape = n, counts.shape[1:]
-        self.n_pix = int(np.prod(self.shape))
-        f = np.asarray(counts, np.float64).reshape(n, -1)
-        self.f_rows, self.f_cols, self.n_fix = _ragged(f > 0)
-        self.f_w = f[self.f_rows, self.f_cols]
-        self.f_total = f.sum(axis=1)
-        o = np.asarray(others, np.float64).reshape(n, -1)
-        self.o_rows, self.o_cols, _ = _ragged(o > 0)
-        self.o_w = o[self.o_rows, self.o_cols]
-        self.o_total = o.sum(axis=1)
-        g = np.asarray(density, np.float64).reshape(n, -1)
-        self.g_total = g.sum(axis=1)
-        lo, hi = g.min(axis=1), g.max(axis=1)
+        self.n_pix = n_pix = int(np.prod(self.shape))
+        self.f_rows, self.f_cols, self.n_fix, self.f_w, self.f_total = _sparse(counts)
+        self.o_rows, self.o_cols, _, self.o_w, self.o_total = _sparse(others)
+        g32 = np.asarray(density).reshape(n, -1)
+        lo, hi = g32.min(axis=1).astype(np.float64), g32.max(axis=1).astype(np.float64)
         self.g_constant = _constant(lo, hi)
-        # KL's p: the density normalised to sum 1 (a constant map uniform, an empty one uniform), where > 0
+        g = np.asarray(g32, np.float64)
+        self.g = g
+        self.g_total = g.sum(axis=1)
+        self.g_mean = self.g_total / n_pix
+        std = g.std(axis=1)
+        std[self.g_constant] = 1.0
+        self.g_std = std
+        rows, cols = np.nonzero(g32 > 0)
+        values = g.reshape(-1)[rows * n_pix + cols]
+        # KL's p: the density normalised to sum 1, where > 0 (a constant map uniform, an empty one uniform)
+        special = self.g_constant | (self.g_total <= 0)
+        self.p_rows, self.p_cols, self.p = rows, cols, values / self.g_total[rows]
+        # SIM's gaze side: min-max then sum 1, where > 0 (a saliency density is >= 0: elsewhere min() is 0); a map
+        # with no zero pixel has its minimum elsewhere: done densely, as every special row
+        span = np.where(self.g_constant, 1.0, hi - lo)
+        mm = (values - lo[rows]) / span[rows]
+        mm_total = np.bincount(rows, weights=mm, minlength=n)
+        dense = special | (lo != 0) | (mm_total <= 0)
+        if dense.any() or special.any():
+            self._dense_rows(g, lo, span, special, dense)
+        else:
+            self.m_rows, self.m_cols, self.m = rows, cols, mm / mm_total[rows]
+
+    def _dense_rows(self, g: np.ndarray, lo: np.ndarray, span: np.ndarray, special: np.ndarray,
+                    dense: np.ndarray) -> None:
+        """p and the min-max density with every row's form (the rare rows with no zero pixel, constant or empty)."""
         p = g.copy()
         p[self.g_constant] = 1.0
         total = p.sum(axis=1, keepdims=True)
@@ -79,9 +98,6 @@ class GazeBatch:
         p[empty] = 1.0 / self.n_pix
         self.p_rows, self.p_cols, _ = _ragged(p > 0)
         self.p = p[self.p_rows, self.p_cols]
-        # SIM's gaze side: min-max then sum 1, where > 0 (a saliency density is >= 0: elsewhere min() is 0)
-        span = hi - lo
-        span[self.g_constant] = 1.0
         mm = (g - lo[:, None]) / span[:, None]
         mm[self.g_constant] = 1.0
         total = mm.sum(axis=1, keepdims=True)
@@ -91,10 +107,16 @@ class GazeBatch:
         mm[empty] = 1.0 / self.n_pix
         self.m_rows, self.m_cols, _ = _ragged(mm > 0)
         self.m = mm[self.m_rows, self.m_cols]
-        # CC's gaze side: z-scores (a constant map only centred; CC is 0 there)
-        std = g.std(axis=1)
-        std[self.g_constant] = 1.0
-        self.zg = (g - g.mean(axis=1, keepdims=True)) / std[:, None]
+
+
+def _sparse(maps: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The positive pixels of count maps ``(N, h, w)``: rows, columns, count per row, values (float64), row sums."""
+    flat = np.asarray(maps).reshape(len(maps), -1)
+    rows, cols = np.nonzero(flat > 0)
+    values = flat[rows, cols].astype(np.float64)
+    return (rows, cols, np.bincount(rows, minlength=len(flat)), values,
+            np.asarray(flat, np.float64).sum(axis=1) if (flat < 0).any() else
+            np.bincount(rows, weights=values, minlength=len(flat)))
 
 
 @dataclass
@@ -116,23 +138,43 @@ class _Maps:
     integer: bool  # every value an integer, spanning <= MAX_INTEGER_SPAN values: ranks by histogram
     static: bool
 
+    def at(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The stats row of each observation row, and the map's values at (rows, cols)."""
+        k = self.row[rows]
+        return k, self.s.reshape(-1).take(k * self.s.shape[1] + cols)
+
     def norm(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Min-max normalised values at (observation rows, cols), as ``metrics._min_max`` computes them."""
-        k = self.row[rows]
-        out = (self.s[k, cols] - self.lo[k]) / self.span[k]
-        out[self.constant[k]] = 1.0
+        k, values = self.at(rows, cols)
+        out = (values - self.lo[k]) / self.span[k]
+        if self.constant.any():
+            out[self.constant[k]] = 1.0
+        return out
+
+    def _normalised(self, k: np.ndarray, values: np.ndarray, total: np.ndarray) -> np.ndarray:
+        empty = total <= 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = values / total[k]
+        if empty.any():
+            out[empty[k]] = 1.0 / self.s.shape[1]
         return out
 
     def density_raw(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        k = self.row[rows]
-        values = np.where(self.constant[k], 1.0, self.s[k, cols])
-        empty = self.raw_total[k] <= 0
-        return np.where(empty, 1.0 / self.s.shape[1], values / np.where(empty, 1.0, self.raw_total[k]))
+        """KL's density (the map over its sum; constant maps and maps summing to <= 0 uniform) at (rows, cols)."""
+        k, values = self.at(rows, cols)
+        if self.constant.any():
+            values[self.constant[k]] = 1.0
+        return self._normalised(k, values, self.raw_total)
 
     def density_mm(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        k = self.row[rows]
-        empty = self.mm_total[k] <= 0
-        return np.where(empty, 1.0 / self.s.shape[1], self.norm(rows, cols) / np.where(empty, 1.0, self.mm_total[k]))
+        """SIM's and information gain's density (the min-max map over its sum) at (rows, cols)."""
+        return self._normalised(self.row[rows], self.norm(rows, cols), self.mm_total)
+
+    def offsets(self) -> np.ndarray:
+        """``integer`` maps: each value minus its map's minimum, as int64 ``(n, P)``."""
+        if "_offsets" not in self.__dict__:
+            self.__dict__["_offsets"] = (self.s - self.lo[:, None]).astype(np.int64)
+        return self.__dict__["_offsets"]
 
 
 def _map_stats(s: np.ndarray, row: np.ndarray, static: bool) -> _Maps:
@@ -206,7 +248,7 @@ class Scorer:
                     self._static.clear()
                 self._static[key] = _Static(one, self.baseline_q)
             static = self._static[key]
-            st = _Maps(**{**static.stats.__dict__, "row": np.zeros(n, np.int64)})
+            st = dataclasses.replace(static.stats, row=np.zeros(n, np.int64))
         else:
             st = _map_stats(np.asarray(flat, np.float64), np.arange(n), static=False)
         finite = st.finite[st.row]
@@ -266,13 +308,14 @@ class Scorer:
 
     @staticmethod
     def _cc(st: _Maps, static: _Static | None, gaze: GazeBatch) -> np.ndarray:
+        """Pearson's r as the mean product of z-scores, from the sums: (S.G - P ms mg) / (P ss sg)."""
         n_pix = gaze.n_pix
-        if static is not None:
-            out = gaze.zg @ static.z / n_pix
-        else:
-            with np.errstate(invalid="ignore"):
-                dot = np.einsum("ij,ij->i", st.s, gaze.zg)
-                out = (dot - st.mean * gaze.zg.sum(axis=1)) / st.std / n_pix
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if static is not None:
+                out = (gaze.g @ static.z - gaze.g_mean * static.z.sum()) / (gaze.g_std * n_pix)
+            else:
+                dot = np.einsum("ij,ij->i", st.s, gaze.g)
+                out = (dot - n_pix * st.mean * gaze.g_mean) / (st.std * gaze.g_std * n_pix)
         out[st.constant[st.row] | gaze.g_constant] = 0.0
         return out
 
@@ -286,13 +329,14 @@ class Scorer:
             return np.searchsorted(ordered, values, side="left"), np.searchsorted(ordered, values, side="right")
         k = st.row[rows]
         if st.integer:  # a histogram of each map's integer offsets: the min-max map keeps their order and ties
-            offsets = (st.s - st.lo[:, None]).astype(np.int64)
+            offsets = st.offsets()
             width = int(offsets.max(initial=0)) + 1
             hist = np.bincount((np.arange(len(st.s))[:, None] * width + offsets).ravel(),
                                minlength=len(st.s) * width).reshape(len(st.s), width)
             cum = np.cumsum(hist, axis=1)
-            at = offsets[k, cols]
-            return cum[k, at] - hist[k, at], cum[k, at]
+            at = k * width + offsets.reshape(-1).take(k * offsets.shape[1] + cols)
+            below_or_at = cum.reshape(-1).take(at)
+            return below_or_at - hist.reshape(-1).take(at), below_or_at
         chosen = np.unique(k)
         position = np.searchsorted(chosen, k)
         s = st.s[chosen]
@@ -377,6 +421,15 @@ class Scorer:
         owner = split // splits
         if static is not None:
             missed_pos, missed_neg = static.missed[cols], static.missed[draws]
+        elif st.integer:  # each integer offset's level, per map; the same floats as the min-max values
+            offsets = st.offsets()
+            width = int(offsets.max(initial=0)) + 1
+            levels = np.arange(width)[None, :] / st.span[:, None]
+            lut = (_N_T - np.searchsorted(_ASCENDING, levels.ravel(), side="right")).reshape(-1)
+            flat = offsets.reshape(-1)
+            k_pos, k_neg = kept[rows], kept[owner]
+            missed_pos = lut.take(k_pos * width + flat.take(k_pos * offsets.shape[1] + cols))
+            missed_neg = lut.take(k_neg * width + flat.take(k_neg * offsets.shape[1] + draws))
         else:
             missed_pos = _N_T - np.searchsorted(_ASCENDING, st.norm(kept[rows], cols), side="right")
             missed_neg = _N_T - np.searchsorted(_ASCENDING, st.norm(kept[owner], draws), side="right")
