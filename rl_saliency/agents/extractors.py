@@ -38,7 +38,7 @@ from rl_saliency.envs.frames import upsample_to_frame
 
 __all__ = ["DAQN", "RSPPO", "AttentionExtractor", "DenseFLS", "FLSModule", "SparseFLS", "SparseFLSPool",
            "SpatialSoftmax", "attention_to_frame", "dense_trunk", "nature_trunk", "paper_policy_kwargs",
-           "receptive_field_projection", "scale_by_run_max", "tf_l2_normalize", "upsample_to_frame"]
+           "receptive_field_projection", "tf_l2_normalize", "upsample_to_frame"]
 
 
 # ----------------------------------------------------------------------------------------------- building blocks
@@ -123,13 +123,6 @@ def attention_to_frame(maps: np.ndarray | torch.Tensor) -> np.ndarray:
     if isinstance(maps, torch.Tensor):
         maps = maps.detach().cpu().numpy()
     return upsample_to_frame(maps)
-
-
-def scale_by_run_max(maps: np.ndarray) -> np.ndarray:
-    """The reference's rendering step: divide a run's maps by their maximum over all frames (to [0, 1])."""
-    maps = np.asarray(maps, dtype=np.float32)
-    peak = float(maps.max()) if maps.size else 0.0
-    return maps / peak if peak > 0 else maps
 
 
 def paper_policy_kwargs(extractor_class: type[BaseFeaturesExtractor], **extractor_kwargs) -> dict:

@@ -49,6 +49,13 @@ class MaxNormaliser:
         return np.clip(saliency / self.peak, 0.0, 1.0) if self.peak > 0 else np.zeros_like(saliency)
 
 
+def scale_by_run_max(maps: np.ndarray) -> np.ndarray:
+    """The FLS reference's rendering step: a run's maps divided by their maximum over all frames (to [0, 1]), what
+    ``--normalise global`` does to a video."""
+    maps = np.asarray(maps, dtype=np.float32)
+    return MaxNormaliser(float(maps.max()) if maps.size else 0.0)(maps)
+
+
 def overlay(frame_rgb: np.ndarray, saliency01: np.ndarray, scale: int = 4, alpha: float = 0.6) -> np.ndarray:
     """The RGB frame (210, 160, 3) enlarged ``scale`` times, with a saliency map in [0, 1] at the frame's
     resolution blended on as a jet heat map (opaque where salient). Returns RGB uint8."""

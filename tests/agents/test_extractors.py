@@ -18,7 +18,6 @@ from rl_saliency.agents.extractors import (
     nature_trunk,
     paper_policy_kwargs,
     receptive_field_projection,
-    scale_by_run_max,
 )
 from rl_saliency.models import load_model
 from rl_saliency.saliency import get_method
@@ -240,6 +239,8 @@ def test_projection_is_the_all_ones_transposed_convolution(kernel, stride, paddi
 
 
 def test_scale_by_run_max():
+    from rl_saliency.render.video import scale_by_run_max
+
     maps = np.array([[[0.0, 2.0]], [[4.0, 1.0]]], dtype=np.float32)
     np.testing.assert_allclose(scale_by_run_max(maps), maps / 4)
     np.testing.assert_array_equal(scale_by_run_max(np.zeros((2, 3, 3))), 0)
