@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from rl_saliency.errors import DataError, ModelLoadError, OptionError
 from rl_saliency.render.video import (
-    MaxNormaliser,
+    NormalisedWriter,
     VideoSink,
     check_render_options,
     draw_gaze,
@@ -93,8 +93,8 @@ def render_trial(model_path: str | Path, trial_path: str | Path, method: str = "
     stream = replay_observations(_stash(trial.frames(max_index=wanted[-1]), latest), indices=wanted,
                                  pool=replay_pool(agent.path, "auto"))
     sink = VideoSink(out, fps, gif=gif)
-    norm = MaxNormaliser()
-    pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []  # (frame, map, gaze panel, hud text)
+    writer = NormalisedWriter(sink, normalise, lambda rgb, saliency01, extra: _compose(rgb, saliency01, *extra,
+                                                                                        scale, alpha))
     started = time.time()
     bar = tqdm(total=steps, desc=f"render {trial.name} {method}", unit="frame", disable=not progress)
 
@@ -110,10 +110,7 @@ def render_trial(model_path: str | Path, trial_path: str | Path, method: str = "
             text = f"frame {index}  agent {action} (value {value:+.2f})  human {human}  [{method} | gaze]"
             right = gaze_panel(rgb, observation_samples(gaze, index), scale=scale, alpha=alpha)
             frame_map = upsample_to_frame(saliency, FRAME_SHAPE)
-            if normalise == "global":
-                pending.append((rgb, frame_map, right, text))
-            else:
-                _write(sink, rgb, norm(frame_map), right, text, scale, alpha)
+            writer.add(rgb, frame_map, (right, text))
             bar.update(1)
 
     try:
@@ -125,10 +122,7 @@ def render_trial(model_path: str | Path, trial_path: str | Path, method: str = "
                 batch = []
         if batch:
             flush(batch)
-        if pending:
-            norm = MaxNormaliser(max(float(m.max()) for _, m, _, _ in pending))
-            for rgb, frame_map, right, text in pending:
-                _write(sink, rgb, norm(frame_map), right, text, scale, alpha)
+        writer.finish()
         if sink.n_frames == 0:
             problems = "".join(f"; {issue}" for issue in trial.issues)
             raise DataError(f"trial {trial.name} has no frames from frame {wanted[0]} on ({trial_path}){problems}")
@@ -144,8 +138,8 @@ def render_trial(model_path: str | Path, trial_path: str | Path, method: str = "
             "method": method, "issues": trial.issues}
 
 
-def _write(sink: VideoSink, rgb: np.ndarray, saliency01: np.ndarray, right: np.ndarray, text: str, scale: int,
-           alpha: float) -> None:
+def _compose(rgb: np.ndarray, saliency01: np.ndarray, right: np.ndarray, text: str, scale: int,
+             alpha: float) -> np.ndarray:
     left = overlay(rgb, saliency01, scale=scale, alpha=alpha)
     panels = np.concatenate([left, right], axis=1)
-    sink.write(np.concatenate([hud(panels.shape[1], text, scale), panels], axis=0))
+    return np.concatenate([hud(panels.shape[1], text, scale), panels], axis=0)

@@ -15,7 +15,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,30 @@ class MaxNormaliser:
     def __call__(self, saliency: np.ndarray) -> np.ndarray:
         self.peak = max(self.peak, float(saliency.max()))
         return np.clip(saliency / self.peak, 0.0, 1.0) if self.peak > 0 else np.zeros_like(saliency)
+
+
+class NormalisedWriter:
+    """The loop body both video commands share: each frame's map scaled by :class:`MaxNormaliser`, ``running``
+    (written at once) or ``global`` (kept until :meth:`finish`, then scaled by the whole video's peak), and composed
+    into a video frame by ``compose(frame, map01, extra)``."""
+
+    def __init__(self, sink: VideoSink, normalise: str, compose: Callable[[np.ndarray, np.ndarray, Any], np.ndarray]):
+        self.sink, self.compose, self.hold = sink, compose, normalise == "global"
+        self.norm = MaxNormaliser()
+        self.pending: list[tuple[np.ndarray, np.ndarray, Any]] = []
+
+    def add(self, frame: np.ndarray, saliency: np.ndarray, extra: Any) -> None:
+        if self.hold:
+            self.pending.append((frame, saliency, extra))
+        else:
+            self.sink.write(self.compose(frame, self.norm(saliency), extra))
+
+    def finish(self) -> None:
+        if self.pending:
+            norm = MaxNormaliser(max(float(s.max()) for _, s, _ in self.pending))
+            for frame, saliency, extra in self.pending:
+                self.sink.write(self.compose(frame, norm(saliency), extra))
+            self.pending = []
 
 
 def scale_by_run_max(maps: np.ndarray) -> np.ndarray:
@@ -348,8 +372,8 @@ def render_agent(model: BaseAlgorithm | str | Path, game: str | None = None, met
     check_model_fits(model, venv.observation_space, venv.action_space, what=f"game {game!r}")
     names = _action_names(venv)
     sink = VideoSink(out, fps, gif=gif)
-    norm = MaxNormaliser()
-    pending: list[tuple[np.ndarray, np.ndarray, str]] = []  # (frame, map, hud text) for global normalisation
+    writer = NormalisedWriter(sink, normalise, lambda frame, saliency01, text: _compose(frame, saliency01, text,
+                                                                                         scale, alpha))
     score, scores = 0.0, []
     start = time.time()
     lock = io.output_lock(Path(out).parent, Path(out).name)  # one writer per video; a dead one's temp files go
@@ -368,19 +392,13 @@ def render_agent(model: BaseAlgorithm | str | Path, game: str | None = None, met
             a = int(np.asarray(action).reshape(-1)[0])
             text = (f"step {step}  {names[a] if names else a}  "
                     f"{'' if value is None else f'value {value:+.2f}  '}score {score:g}  [{method}]")
-            if normalise == "global":
-                pending.append((frame, saliency, text))
-            else:
-                _write(sink, frame, norm(saliency), text, scale, alpha)
+            writer.add(frame, saliency, text)
             obs, reward, done, info = venv.step(action)
             score += float(reward[0])
             if done[0]:
                 scores.append(float(info[0].get("episode", {}).get("r", score)))
                 score = 0.0
-        if pending:
-            norm = MaxNormaliser(max(float(s.max()) for _, s, _ in pending))
-            for frame, saliency, text in pending:
-                _write(sink, frame, norm(saliency), text, scale, alpha)
+        writer.finish()
         paths = sink.close()
     except BaseException:
         sink.abort()
@@ -394,9 +412,9 @@ def render_agent(model: BaseAlgorithm | str | Path, game: str | None = None, met
             "score_in_progress": score, "game": game, "method": method}
 
 
-def _write(sink: VideoSink, frame: np.ndarray, saliency01: np.ndarray, text: str, scale: int, alpha: float) -> None:
+def _compose(frame: np.ndarray, saliency01: np.ndarray, text: str, scale: int, alpha: float) -> np.ndarray:
     panel = overlay(frame, saliency01, scale=scale, alpha=alpha)
-    sink.write(np.concatenate([hud(panel.shape[1], text, scale), panel], axis=0))
+    return np.concatenate([hud(panel.shape[1], text, scale), panel], axis=0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
