@@ -61,7 +61,7 @@ FEATURES: dict[str, dict] = {"identity": {}, "mlp512": {"features": "mlp", "feat
 
 
 def chain(args: argparse.Namespace) -> None:
-    from rl_saliency.agents.exploration_chain import run_chain
+    from chain_experiment import run_chain  # benchmarks/chain_experiment.py, beside this script
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

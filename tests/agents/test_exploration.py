@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -552,7 +554,8 @@ def test_ppo_with_the_explorer_reaches_the_far_end_of_the_chain_where_plain_ppo_
     15k steps; seed 2 reached state 23 of 24, and found the far end at 13.6k when the divergence was computed
     in float32: single runs are that fragile, so 2 of 3 seeds are asked for). Curves over 5 seeds:
     benchmarks/explorer.py and docs/benchmarks.md."""
-    from rl_saliency.agents.exploration_chain import run_chain
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from chain_experiment import run_chain  # the experiment lives with the benchmark, not in the package
 
     explored, plain = [], []
     for seed in (0, 1, 2):

@@ -1,5 +1,5 @@
 """PPO with and without the novelty explorer on the chain env: the experiment behind the test and the
-benchmark (``benchmarks/explorer.py``)."""
+benchmark (``benchmarks/explorer.py``). Experiment code: it lives here, not in the package."""
 
 from __future__ import annotations
 
