@@ -179,3 +179,31 @@ def test_every_command_spells_no_progress_the_same_way(command):
     argv = [command, *PROGRESS_COMMANDS[command]]
     assert parser.parse_args(argv).progress is True
     assert parser.parse_args([*argv, "--no-progress"]).progress is False
+
+
+def _count_options() -> list[tuple[str, str]]:
+    """Every (command, count option) registered with options.add_count, read from the parser itself."""
+    from rl_saliency.cli import build_parser
+
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
+    found = []
+    for command, parser in subparsers.choices.items():
+        found += [(command, flag) for _, flag in parser.get_default("_counts") or ()]
+    return sorted(found)
+
+
+def test_the_count_options_are_many_and_span_the_commands():
+    commands = {command for command, _ in _count_options()}
+    assert {"train", "evaluate", "sanity", "quickstart", "sweep"} <= commands and len(_count_options()) >= 8
+
+
+@pytest.mark.parametrize(("command", "flag"), _count_options())
+def test_every_count_option_of_every_command_refuses_zero_in_one_line(command, flag, tmp_path, capsys):
+    """The check runs before the command (rl_saliency.cli.main), so any other argument may be a placeholder."""
+    required = {**PROGRESS_COMMANDS, **{c: [a.format(tmp=tmp_path) for a in MODEL_COMMANDS[c][0]]
+                                        for c in MODEL_COMMANDS}}
+    argv = [command, *required.get(command, [])]
+    if command in MODEL_COMMANDS:
+        argv[1:1] = ["--model", str(tmp_path / "nope.zip")]
+    assert main([*argv, flag, "0"]) == 2
+    assert f"{flag} must be an integer >= 1, got 0" in _one_line_error(capsys, command)
