@@ -85,15 +85,34 @@ def _union_counts(gaze: GazeTable, groups: Sequence[Sequence[int]] | np.ndarray,
     rows = np.searchsorted(gaze.frame_index, frames)
     known = rows < len(gaze.frame_index)
     known[known] = gaze.frame_index[rows[known]] == frames[known]
-    starts, ends, owner = gaze.offsets[rows[known]], gaze.offsets[rows[known] + 1], owner[known]
-    lengths = ends - starts
-    # concatenate the sample ranges [start, end) of every frame without a Python loop
-    sample = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-    pix, owner = pixels[sample], np.repeat(owner, lengths)
-    on = pix >= 0
-    counts = np.bincount(owner[on] * n_pix + pix[on], minlength=n * n_pix)
-    offscreen = np.bincount(owner[~on], minlength=n)
+    rows, owner = rows[known], owner[known]
+    offsets, pixel, weight, offscreen_of_row = _frame_pixels(gaze, shape, rounding, pixels)
+    starts = offsets[rows]
+    lengths = offsets[rows + 1] - starts
+    # concatenate the entry ranges [start, end) of every frame without a Python loop
+    entry = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+    counts = np.bincount(np.repeat(owner, lengths) * n_pix + pixel[entry], weights=weight[entry],
+                         minlength=n * n_pix)
+    offscreen = np.bincount(owner, weights=offscreen_of_row[rows], minlength=n)
     return counts.reshape(n, *shape).astype(np.float32), offscreen.astype(np.int64)
+
+
+def _frame_pixels(gaze: GazeTable, shape: tuple[int, int], rounding: str,
+                  pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each frame's gaze as (pixel, samples on it) entries, computed once per trial: entries of table row r at
+    ``offsets[r]:offsets[r + 1]``, their pixels and counts, and each row's off-screen samples."""
+    key = ("frames", shape, rounding)
+    cache = gaze.pixel_cache
+    if key not in cache:
+        n_pix, n_rows = shape[0] * shape[1], len(gaze.frame_index)
+        row = np.repeat(np.arange(n_rows), np.diff(gaze.offsets))
+        on = pixels >= 0
+        keys, weight = np.unique(row[on] * n_pix + pixels[on], return_counts=True)
+        entry_row = keys // n_pix
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(entry_row, minlength=n_rows))]).astype(np.int64)
+        cache[key] = (offsets, keys % n_pix, weight.astype(np.float64),
+                      np.bincount(row[~on], minlength=n_rows).astype(np.float64))
+    return cache[key]
 
 
 def _gaze_frames(index: int, gaze_offset: int = 0) -> list[int]:
