@@ -32,12 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trials", nargs="+", default=None, help="only these trials (names or numbers)")
     parser.add_argument("--game", default=None, help="the model's game when its run folder does not say")
     parser.add_argument("--max-frames", type=int, default=None, help="only the first N raw frames of each trial")
-    parser.add_argument("--batch-size", type=int, default=64, help="observations per saliency batch")
+    options.add_count(parser, "--batch-size", 64, help="observations per saliency batch")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="default",
                         help="default: 84x84, every raw frame (this package's choice); paper: as the FLS paper's "
                         "code scored (210x160, maps resized bilinearly, every 4th frame, sigma-5 blur for KL); "
                         "docs/fidelity.md lists every choice")
-    parser.add_argument("--stride", type=int, default=None, help="an observation every N raw frames (default: the "
+    options.add_count(parser, "--stride", None, help="an observation every N raw frames (default: the "
                         "protocol's, 1 or 4 for paper; 4 = the agent's decision points); changes the protocol's label")
     parser.add_argument("--resolution", type=int, choices=RESOLUTIONS, default=None,
                         help="score at the agent's 84x84 or the frame's 210x160 (maps upsampled); default: the "

@@ -25,13 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", default="gradient", help="saliency method (attention, gradient, smoothgrad, "
                         "integrated_gradients, gradcam, perturbation, ...)")
     parser.add_argument("--target", default=None, help="'action' (default), 'value', or an action index")
-    parser.add_argument("--steps", type=int, default=300, help="frames to render (agent steps or trial frames)")
+    options.add_count(parser, "--steps", 300, help="frames to render (agent steps or trial frames)")
     parser.add_argument("--start", type=int, default=0, help="with --atari-head: first trial frame to show")
-    parser.add_argument("--stride", type=int, default=1, help="with --atari-head: show every k-th frame")
+    options.add_count(parser, "--stride", 1, help="with --atari-head: show every k-th frame")
     parser.add_argument("--out", default="video.mp4", help="output MP4 path")
     parser.add_argument("--gif", action="store_true", help="also write a GIF next to the MP4")
     options.add_seed(parser)
-    parser.add_argument("--scale", type=int, default=4, help="enlargement of the 210x160 frame")
+    options.add_count(parser, "--scale", 4, help="enlargement of the 210x160 frame")
     parser.add_argument("--fps", type=float, default=30.0, help="frames per second of the video")
     parser.add_argument("--alpha", type=float, default=0.6, help="opacity of the heat map where most salient")
     parser.add_argument("--normalise", choices=("running", "global"), default="running",

@@ -62,8 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fool.add_argument("--attack-steps", type=int, default=20, help="signed-gradient steps per bound")
     parser.add_argument("--observations", default=None, help="a .npy of observations (N, 4, 84, 84) instead of "
                         "playing the game")
-    parser.add_argument("--every", type=int, default=8, help="keep one observation every N agent steps (after 30)")
-    parser.add_argument("--scale", type=int, default=2, help="sheet pixels per observation pixel")
+    options.add_count(parser, "--every", 8, help="keep one observation every N agent steps (after 30)")
+    options.add_count(parser, "--scale", 2, help="sheet pixels per observation pixel")
     options.add_seed(parser)
     options.add_device(parser)
     options.add_progress(parser)
