@@ -27,8 +27,7 @@ import numpy as np
 import pandas as pd
 
 from rl_saliency import io
-from rl_saliency.errors import OptionError, check_count
-from rl_saliency.models import ModelLoadError
+from rl_saliency.errors import ModelLoadError, OptionError, check_count
 from rl_saliency.visualize import sheets
 from rl_saliency.visualize.base import Visualization, check_image_policy
 from rl_saliency.visualize.registry import get_visualizer
