@@ -1,196 +1,222 @@
-"""Gaze evaluation speed and memory on the real Atari-HEAD trial (CPU), stage by stage, side by side.
+"""Gaze evaluation speed and memory on the real Atari-HEAD trial (CPU): before and after, side by side.
 
-Stages, each over the first ``--frames`` raw frames of the trial:
-  stream   decode the PNGs from the tar.bz2 (frames/s)
-  replay   stream + the agent's preprocessing into stacked observations (obs/s)
-  maps     replay + fixation counts, blurred densities and shuffled-AUC negatives (obs/s)
-  baselines  maps + every metric for the 3 baselines (obs/s; per method = x3)
-  attention  baselines + an untrained Sparse FLS PPO's attention (obs/s)
-and one full-trial pass of ``replay`` whose peak memory shows that a trial is never held in memory.
+Two variants of the whole ``evaluate_trial`` (decode + replay + fixation maps + the 8 metrics, for the 3 baselines,
+and with an untrained Sparse FLS PPO's attention added), each in its own fresh Python process, alternated
+``--rounds`` times, on the first ``--frames`` raw frames of the trial:
 
-``baselines`` and ``attention`` run twice, side by side, ``--rounds`` times alternately: ``before``, the metrics as
-they were before issue 17 (``rl_saliency/gaze/metrics.py`` at commit 5017d39, read from git: per-map loops for the
-rank metrics, every metric redoing its own per-map work, for every method; frames decoded in the scoring thread),
-and ``after``, the package's (batched, shared per batch, static maps done once; frames decoded ahead in a second
-thread). Both must give the same table: the largest difference is printed. Rates are given per wall second and per
-CPU second of the process (the second counts both threads).
+  before  the package as it was at commit ad90899 (issue 17's second step starts there), extracted from git into
+          a temporary folder and put first on that process's path: frames decoded in a thread of the scoring
+          process, metrics batched but redoing the static maps' work every batch
+  after   this checkout's package: frames decoded and replayed in a separate process, the static maps' work done
+          once per evaluation, ...
 
-    python benchmarks/gaze_eval.py --frames 2000
-    python benchmarks/gaze_eval.py --frames 1000 --rounds 2 --skip-stages --skip-full   # before/after only
+Both variants score the same model file (saved once); their tables must agree: the largest difference over every
+metric and row is printed. Rates are observations per wall second (the target) and per CPU second of the
+process and its children (the decoding process); peak memory: the scoring process's peak RSS, and the decoding
+process's private memory at its end (its other pages are shared with the scoring process, forked from it).
+
+Optional stages (``--stages``, after package, one process, no overlap): stream (PNG decode), replay, maps.
+
+    python benchmarks/gaze_eval.py --frames 2000 --rounds 2
+    python benchmarks/gaze_eval.py --frames 2000 --rounds 1 --stages
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
-import tracemalloc
-import types
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import torch
-
-from rl_saliency.envs.replay import replay_observations
-from rl_saliency.gaze import evaluator as E
-from rl_saliency.gaze.data import Trial
-
-BEFORE_COMMIT = "5017d39"  # the last commit before issue 17 changed the metrics
+ROOT = Path(__file__).resolve().parents[1]
+BEFORE_COMMIT = "ad90899"
+DEFAULT_TRIAL = ROOT.parent / "shared" / "atari_head" / "ms_pacman" / "593_RZ_5037271_Aug-05-15-35-12"
 
 
-def metrics_before() -> types.ModuleType:
-    """``rl_saliency/gaze/metrics.py`` as it was at ``BEFORE_COMMIT``, read from git (the benchmark's 'before')."""
-    source = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:rl_saliency/gaze/metrics.py"],
-                            cwd=Path(__file__).parent, capture_output=True, text=True, check=True).stdout
-    module = types.ModuleType("_gaze_metrics_before")
-    sys.modules[module.__name__] = module  # dataclasses look their module up here
-    exec(compile(source, f"{BEFORE_COMMIT}:rl_saliency/gaze/metrics.py", "exec"), module.__dict__)
-    return module
+def extract_before(folder: Path) -> Path:
+    """``rl_saliency/`` (and the game registry ``envs/``) at ``BEFORE_COMMIT``, from git, under ``folder``."""
+    archive = subprocess.run(["git", "archive", BEFORE_COMMIT, "rl_saliency", "envs"], cwd=ROOT, capture_output=True,
+                             check=True).stdout
+    folder.mkdir(parents=True, exist_ok=True)
+    tar = folder / "before.tar"
+    tar.write_bytes(archive)
+    with tarfile.open(tar) as t:
+        t.extractall(folder, filter="data")
+    return folder
 
 
-DEFAULT_TRIAL = Path(__file__).resolve().parents[1].parent / "shared" / "atari_head" / "ms_pacman" / \
-    "593_RZ_5037271_Aug-05-15-35-12"
+def usage() -> tuple[float, float, float]:
+    """CPU seconds of this process, of its reaped children, and this process's peak RSS in MiB."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime, me.ru_maxrss / 1024
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+def run_variant(args: argparse.Namespace) -> None:
+    """In a fresh process: one evaluate_trial of the package first on sys.path; timings to ``--out`` (json) and the
+    table beside it (parquet)."""
+    import torch
+
+    torch.set_num_threads(1)
+    import rl_saliency
+    from rl_saliency.gaze import evaluator as E
+    from rl_saliency.gaze.data import Trial
+
+    trial = Trial.open(args.trial)
+    policy = None
+    names: list[str] = []
+    if args.model:
+        policy, _ = E.load_policy(args.model, None, device="cpu")
+        names = ["attention"]
+    methods = E.resolve_methods(names, policy)
+    E.evaluate_trial(trial, policy, methods, max_frames=20, progress=False)  # warm-up: imports, caches
+    cpu0, child0, _ = usage()
+    start = time.perf_counter()
+    table = E.evaluate_trial(trial, policy, methods, max_frames=args.frames, progress=False,
+                             batch_size=args.batch_size)[0]
+    wall = time.perf_counter() - start
+    cpu1, child1, rss = usage()
+    try:
+        from rl_saliency.gaze.prefetch import LAST_PRODUCER_PRIVATE_MIB
+        child_private = LAST_PRODUCER_PRIVATE_MIB[0]
+    except ImportError:  # the package before: no decoding process
+        child_private = None
+    table.to_parquet(Path(args.out).with_suffix(".parquet"), index=False)
+    Path(args.out).write_text(json.dumps({
+        "package": str(Path(rl_saliency.__file__).parent), "obs": len(table) // len(methods), "wall": wall,
+        "cpu": cpu1 - cpu0, "children_cpu": child1 - child0, "rss_peak_mib": rss,
+        "producer_private_mib": child_private}))
 
 
-def timed(label: str, fn, count_unit: str) -> dict:
-    # the machine may be shared: report the process's CPU time beside wall time; rates are per CPU second
-    tracemalloc.start()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    count = fn()
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    row = {"stage": label, "count": count, "seconds": seconds, "cpu_seconds": cpu, "rate": count / cpu,
-           "wall_rate": count / seconds, "unit": count_unit, "traced_peak_mib": peak / 2**20,
-           "rss_peak_mib": peak_rss_mib()}
-    print(f"{label:17s} {count:6d} {count_unit:6s} wall {seconds:7.2f} s  cpu {cpu:7.2f} s  {row['wall_rate']:7.1f} "
-          f"{count_unit}/s  {row['rate']:7.1f} {count_unit}/cpu-s  python-heap peak {row['traced_peak_mib']:5.1f} MiB  "
-          f"process RSS peak {row['rss_peak_mib']:4.0f} MiB", flush=True)
+def variant(label: str, package_parent: Path, args: argparse.Namespace, model: Path | None, tmp: Path) -> dict:
+    out = tmp / f"{label}.json"
+    command = [sys.executable, __file__, "--variant-run", "--trial", args.trial, "--frames", str(args.frames),
+               "--batch-size", str(args.batch_size), "--out", str(out)] + (["--model", str(model)] if model else [])
+    env = {**os.environ, "PYTHONPATH": str(package_parent), "OMP_NUM_THREADS": "1"}
+    subprocess.run(command, env=env, check=True, cwd=tmp)
+    row = json.loads(out.read_text())
+    row["label"], row["table"] = label, out.with_suffix(".parquet")
+    print(f"{label:18s} {row['obs']:6d} obs  wall {row['wall']:6.2f} s  {row['obs'] / row['wall']:7.1f} obs/s  "
+          f"cpu {row['cpu']:6.2f} s + children {row['children_cpu']:5.2f} s  "
+          f"{row['obs'] / (row['cpu'] + row['children_cpu']):6.1f} obs/cpu-s  scoring RSS peak "
+          f"{row['rss_peak_mib']:5.0f} MiB" + (f"  decoder private {row['producer_private_mib']:4.0f} MiB"
+                                              if row.get("producer_private_mib") is not None else ""), flush=True)
     return row
 
 
-def metrics_version(which: str) -> None:
-    """Point the evaluator at the scoring of ``which``: ``before`` (issue 17's starting point) or ``after``."""
-    if which == "before":  # and the frames decoded in the same thread as the scoring
-        E.all_metrics_batch, E.prepare = metrics_before().all_metrics_batch, lambda maps: maps
-        E.prefetched = iter
-    else:
-        from rl_saliency.gaze import metrics, prefetch
+def largest_difference(a: Path, b: Path) -> float:
+    import numpy as np
+    import pandas as pd
 
-        E.all_metrics_batch, E.prepare, E.prefetched = metrics.all_metrics_batch, metrics.prepare, prefetch.prefetched
-
-
-def largest_difference(a: pd.DataFrame, b: pd.DataFrame) -> float:
     from rl_saliency.gaze.metrics import METRICS
 
-    x, y = a[list(METRICS)].to_numpy(), b[list(METRICS)].to_numpy()
+    x, y = pd.read_parquet(a), pd.read_parquet(b)
+    ids = ["method", "frame_index", "n_fixations", "n_offscreen", "n_negatives", "map_finite"]
+    if len(x) != len(y) or not x[ids].equals(y[ids]):
+        return float("inf")
+    x, y = x[list(METRICS)].to_numpy(), y[list(METRICS)].to_numpy()
     if not np.array_equal(np.isnan(x), np.isnan(y)):
         return float("inf")
     return float(np.nanmax(np.abs(x - y))) if np.isfinite(x).any() else 0.0
 
 
-def attention_policy():
+def save_attention_model(folder: Path) -> Path:
+    """An untrained Sparse FLS PPO on Ms. Pac-Man, saved as gaze-eval loads it (the same weights for both)."""
+    import torch
     from stable_baselines3 import PPO
 
     from rl_saliency.agents import SparseFLS
     from rl_saliency.envs import make_atari_vec_env
 
+    torch.manual_seed(0)
     venv = make_atari_vec_env("ms_pacman", n_envs=1, backend="sb3")
-    model = PPO("CnnPolicy", venv, device="cpu", policy_kwargs={"features_extractor_class": SparseFLS})
+    model = PPO("CnnPolicy", venv, device="cpu", seed=0, policy_kwargs={"features_extractor_class": SparseFLS})
     venv.close()
-    with tempfile.TemporaryDirectory() as tmp:  # through a zip, as gaze-eval loads it
-        model.save(Path(tmp) / "model.zip")
-        (Path(tmp) / "config.yaml").write_text("game: ms_pacman\n")
-        policy, _ = E.load_policy(Path(tmp) / "model.zip", None, device="cpu")
-    return policy
+    model.save(folder / "model.zip")
+    (folder / "config.yaml").write_text("game: ms_pacman\n")
+    return folder / "model.zip"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trial", default=str(DEFAULT_TRIAL), help="trial stem, txt or tar.bz2")
-    parser.add_argument("--frames", type=int, default=2000, help="raw frames per timed stage")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--skip-full", action="store_true", help="skip the full-trial replay pass")
-    parser.add_argument("--skip-stages", action="store_true", help="skip the stream, replay and maps stages")
-    parser.add_argument("--rounds", type=int, default=1, help="before/after rounds, alternated")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+def stages(args: argparse.Namespace) -> None:
+    """stream, replay and maps of this checkout, one process, one thread."""
+    import numpy as np
 
-    start = time.perf_counter()
+    from rl_saliency.envs.replay import replay_observations
+    from rl_saliency.gaze.data import Trial
+    from rl_saliency.gaze.fixations import gaze_density, observation_counts, observation_indices, shuffled_negatives
+
     trial = Trial.open(args.trial)
-    print(f"trial {trial.name}: {len(trial.gaze)} frames, {trial.gaze.n_samples} gaze samples; txt parsed in "
-          f"{time.perf_counter() - start:.2f} s; torch threads 1")
     n = args.frames
-    rows = []
-    if not args.skip_stages:
-        rows.append(timed("stream", lambda: sum(1 for _ in trial.frames(max_index=n)), "frames"))
-        rows.append(timed("replay", lambda: sum(1 for _ in replay_observations(trial.frames(max_index=n))), "obs"))
+
+    def timed(label: str, fn) -> None:
+        start, cpu = time.perf_counter(), time.process_time()
+        count = fn()
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        print(f"{label:18s} {count:6d} items wall {wall:6.2f} s  {count / wall:7.1f} /s  cpu {cpu:6.2f} s", flush=True)
 
     def maps_only() -> int:
-        from rl_saliency.gaze.fixations import gaze_density, observation_counts, observation_indices, shuffled_negatives
-
         indices, _ = observation_indices(trial.gaze, max_index=n)
-        rng = np.random.default_rng(0)
-        done = 0
-        batch: list[int] = []
+        rng, done, batch = np.random.default_rng(0), 0, []
         for i, _ in replay_observations(trial.frames(max_index=n), indices=indices):
             batch.append(i)
             if len(batch) == args.batch_size:
                 counts = observation_counts(trial.gaze, batch, (84, 84))[0]
                 gaze_density(counts)
                 shuffled_negatives(trial.gaze, indices, [k - indices[0] for k in batch], rng, (84, 84))
-                done += len(batch)
-                batch = []
+                done, batch = done + len(batch), []
         return done + len(batch)
 
-    if not args.skip_stages:
-        rows.append(timed("maps", maps_only, "obs"))
-    baselines = E.resolve_methods([], None)
-    policy = attention_policy()
-    with_attention = E.resolve_methods(["attention"], policy)
-    tables: dict[str, pd.DataFrame] = {}
+    timed("stream (frames)", lambda: sum(1 for _ in trial.frames(max_index=n)))
+    timed("replay (obs)", lambda: sum(1 for _ in replay_observations(trial.frames(max_index=n))))
+    timed("maps (obs)", maps_only)
 
-    def scored(label: str, which: str, model, methods) -> int:
-        metrics_version(which)
-        table = E.evaluate_trial(trial, model, methods, max_frames=n, progress=False, batch_size=args.batch_size)[0]
-        tables[label] = table
-        return len(table) // len(methods)
 
-    for _ in range(args.rounds):
-        for which in ("before", "after"):
-            rows.append(timed(f"baselines-{which}", lambda w=which: scored(f"b-{w}", w, None, baselines), "obs"))
-        for which in ("before", "after"):
-            rows.append(timed(f"attention-{which}", lambda w=which: scored(f"a-{w}", w, policy, with_attention),
-                              "obs"))
-    metrics_version("after")
-    print(f"largest |after - before| over every metric and row: baselines "
-          f"{largest_difference(tables['b-before'], tables['b-after']):.3g}, attention "
-          f"{largest_difference(tables['a-before'], tables['a-after']):.3g}")
-    for stage in ("baselines", "attention"):
-        ratios = [a["wall_rate"] / b["wall_rate"] for b, a in zip(
-            [r for r in rows if r["stage"] == f"{stage}-before"], [r for r in rows if r["stage"] == f"{stage}-after"],
-            strict=True)]
-        cpu = [a["rate"] / b["rate"] for b, a in zip(
-            [r for r in rows if r["stage"] == f"{stage}-before"], [r for r in rows if r["stage"] == f"{stage}-after"],
-            strict=True)]
-        print(f"{stage}: after / before, obs per wall second {', '.join(f'{x:.2f}x' for x in ratios)}; "
-              f"per CPU second {', '.join(f'{x:.2f}x' for x in cpu)}")
-    if not args.skip_full:
-        rows.append(timed("full-replay", lambda: sum(1 for _ in replay_observations(trial.frames())), "obs"))
-        print(f"full trial stream report: {trial.last_report.emitted} frames, peak reorder buffer "
-              f"{trial.last_report.peak_buffer_frames} frames, issues: {trial.last_report.issues() or 'none'}")
-    base = {r["stage"]: r["rate"] for r in rows}
-    if "replay" in base:
-        print("ratios (obs per cpu-s relative to replay): " + ", ".join(
-            f"{k} {v / base['replay']:.3f}" for k, v in base.items() if k not in ("stream",)))
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trial", default=str(DEFAULT_TRIAL), help="trial stem, txt or tar.bz2")
+    parser.add_argument("--frames", type=int, default=2000, help="raw frames per timed run")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=1, help="before/after rounds, alternated")
+    parser.add_argument("--stages", action="store_true", help="also time stream, replay and maps alone")
+    parser.add_argument("--only", choices=["before", "after"], help="run one variant only")
+    parser.add_argument("--variant-run", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant_run:
+        return run_variant(args)
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, {os.cpu_count()} CPUs, load average "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}; trial {Path(args.trial).name}, {args.frames} frames, "
+          f"batch {args.batch_size}", flush=True)
+    if args.stages:
+        stages(args)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        before_parent = extract_before(tmp / "before")
+        model = save_attention_model(Path(tempfile.mkdtemp(dir=tmp)))
+        which = [args.only] if args.only else ["before", "after"]
+        for r in range(args.rounds):
+            for kind, model_path in (("baselines", None), ("attention", model)):
+                for w in which:
+                    parent = before_parent if w == "before" else ROOT
+                    folder = tmp / f"round{r}"
+                    folder.mkdir(exist_ok=True)
+                    rows.append(variant(f"{kind}-{w}", parent, args, model_path, folder))
+        if not args.only:
+            for kind in ("baselines", "attention"):
+                pairs = list(zip([r for r in rows if r["label"] == f"{kind}-before"],
+                                 [r for r in rows if r["label"] == f"{kind}-after"], strict=True))
+                diff = max(largest_difference(b["table"], a["table"]) for b, a in pairs)
+                wall = ", ".join(f"{(a['obs'] / a['wall']) / (b['obs'] / b['wall']):.2f}x" for b, a in pairs)
+                print(f"{kind}: largest |after - before| over every metric and row {diff:.3g}; after / before, "
+                      f"obs per wall second {wall}")
+    print(f"load average at the end {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

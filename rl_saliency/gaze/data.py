@@ -27,10 +27,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from rl_saliency.envs.frames import FRAME_SHAPE, on_frame
 from rl_saliency.errors import DataError
 
 HEADER = ("frame_id", "episode_id", "score", "duration(ms)", "unclipped_reward", "action", "gaze_positions")
-FRAME_SHAPE = (210, 160)  # rows, columns
 FRAME_ID = re.compile(r"^(?P<prefix>[A-Za-z0-9]+_[A-Za-z0-9]+)_(?P<index>\d+)$")
 MEMBER = re.compile(r"(?:^|/)(?P<frame_id>[^/]+_(?P<index>\d+))\.png$")
 TXT_SUFFIX, TAR_SUFFIX = ".txt", ".tar.bz2"
@@ -222,8 +222,7 @@ class GazeTable:
 
     @property
     def onscreen(self) -> np.ndarray:
-        x, y = self.xy[:, 0], self.xy[:, 1]
-        return (x >= 0) & (x < FRAME_SHAPE[1]) & (y >= 0) & (y < FRAME_SHAPE[0])
+        return on_frame(self.xy[:, 0], self.xy[:, 1])
 
     @property
     def n_offscreen(self) -> int:
@@ -426,6 +425,8 @@ def tar_members(tar_path: str | Path) -> Iterator[tuple[str, bool, bytes]]:
             if header[257:263] == b"ustar\0" and header[345:346] != b"\0":
                 name = header[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape") + "/" + name
             name = pax.get("path", long_name or name)
+            if kind == b"5":
+                name = name.rstrip("/")  # as tarfile names directories
             if "size" in pax and int(pax["size"]) != size:
                 raise tarfile.ReadError(f"member {name}: pax size {pax['size']} differs from the header's {size}")
             pax, long_name = {}, None

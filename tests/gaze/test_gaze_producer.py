@@ -1,0 +1,158 @@
+"""The decoding process of gaze-eval (prefetch.replayed_batches) and the tar reader it uses: the same batches as the
+in-process replay, the producer's errors raised in the evaluator with their traceback, a killed producer a clear
+error within seconds (never a hang), an early stop ends the process; the reader gives tarfile's members."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import signal
+import tarfile
+import time
+
+import numpy as np
+import pytest
+from gaze_synthetic import write_trial
+
+from rl_saliency.envs.replay import replay_observations
+from rl_saliency.gaze import evaluator as E
+from rl_saliency.gaze.data import Trial, tar_members
+from rl_saliency.gaze.fixations import observation_indices
+from rl_saliency.gaze.prefetch import ProducerError, replayed_batches
+
+N = 120
+
+
+@pytest.fixture()
+def trial(tmp_path) -> Trial:
+    return Trial.open(write_trial(tmp_path / "ms_pacman", N).with_suffix(".txt"))
+
+
+def _batches(trial: Trial, batch_size: int, **kwargs):
+    indices, _ = observation_indices(trial.gaze)
+    return indices, replayed_batches(trial.files.tar, trial.gaze.frame_index.tolist(), indices, batch_size,
+                                     max_index=indices[-1], **kwargs)
+
+
+def _producers() -> list:
+    return [p for p in multiprocessing.active_children() if p.name == "gaze-replay"]
+
+
+@pytest.mark.parametrize("pool", ["rgb", "grey"])
+def test_same_batches_as_the_replay_in_process(trial, pool):
+    indices, batches = _batches(trial, 16, pool=pool, reports=(reports := {}))
+    got = list(batches)
+    expected = list(replay_observations(trial.frames(max_index=indices[-1]), indices=indices, pool=pool))
+    assert [len(at) for at, _ in got] == [16] * (len(expected) // 16) + ([len(expected) % 16] if len(expected) % 16
+                                                                          else [])
+    assert np.concatenate([at for at, _ in got]).tolist() == [i for i, _ in expected]
+    np.testing.assert_array_equal(np.concatenate([obs for _, obs in got]), np.stack([o for _, o in expected]))
+    assert reports["replay"].emitted == len(expected) and reports["frames"].emitted == indices[-1]
+    assert not _producers()
+
+
+def test_a_producer_error_is_raised_here_with_its_traceback(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist") as caught:
+        list(replayed_batches(tmp_path / "absent.tar.bz2", [1, 2], [14], 4))
+    assert any("raised in the process decoding" in note for note in caught.value.__notes__)
+    assert not _producers()
+
+
+def test_an_error_after_some_batches_comes_after_them(trial, monkeypatch):
+    """A failure inside the producer (here its replay, patched before the fork) reaches the evaluator after the
+    batches before it, and evaluate_trial raises it rather than writing a partial table."""
+    import rl_saliency.envs.replay as replay
+
+    real = replay.replay_observations
+
+    def failing(*args, **kwargs):
+        for k, item in enumerate(real(*args, **kwargs)):
+            if k == 40:
+                raise ValueError("frame 54 is corrupt")
+            yield item
+
+    monkeypatch.setattr(replay, "replay_observations", failing)
+    if multiprocessing.get_start_method(allow_none=True) not in (None, "fork"):
+        pytest.skip("the patch reaches the producer only through fork")
+    seen = []
+    with pytest.raises(ValueError, match="frame 54 is corrupt"):
+        for at, _ in _batches(trial, 8)[1]:
+            seen.extend(at.tolist())
+    assert len(seen) == 40
+    with pytest.raises(ValueError, match="frame 54 is corrupt"):
+        E.evaluate_trial(trial, None, E.resolve_methods(["uniform"], None), batch_size=8, progress=False)
+    assert not _producers()
+
+
+def test_a_killed_producer_is_a_clear_error_not_a_hang(trial):
+    _, batches = _batches(trial, 2, depth=1, poll_s=0.2)
+    next(batches)
+    (producer,) = _producers()
+    os.kill(producer.pid, signal.SIGKILL)
+    start = time.monotonic()
+    with pytest.raises(ProducerError, match=r"stopped \(exit code -9\) before the end of the stream"):
+        for _ in batches:
+            pass
+    assert time.monotonic() - start < 10
+    assert not _producers()
+
+
+def test_closing_early_ends_the_producer(trial):
+    _, batches = _batches(trial, 2, depth=1)
+    next(batches)
+    (producer,) = _producers()
+    batches.close()
+    assert not producer.is_alive() and not _producers()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="batch_size"):
+        list(replayed_batches("x.tar.bz2", [], [14], 0))
+
+
+# ------------------------------------------------------------------------------------------------ the tar reader
+
+def _tar(path, members, fmt=tarfile.PAX_FORMAT) -> None:
+    with tarfile.open(path, "w:bz2", format=fmt) as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                archive.addfile(info)
+            else:
+                info.size = len(data)
+                info.mtime = 1.5  # a fractional mtime: a pax header before the member
+                archive.addfile(info, io.BytesIO(data))
+
+
+def _tarfile_members(path) -> list[tuple[str, bool, bytes]]:
+    out = []
+    with tarfile.open(path, "r|bz2") as archive:
+        for member in archive:
+            handle = archive.extractfile(member)
+            out.append((member.name, member.isfile(), handle.read() if handle is not None else b""))
+    return out
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_tar_reader_gives_tarfiles_members(tmp_path, fmt):
+    long = "trial/" + "x" * 150 + "/RZ_1_7.png"  # longer than a ustar name: pax path, GNU long name or prefix
+    members = [("trial/RZ_1_1.png", b"a" * 700), ("trial", None), ("trial/RZ_1_2.png", b""),
+               (long if fmt != tarfile.USTAR_FORMAT else "trial/" + "y" * 90 + "/RZ_1_7.png", bytes(range(256)) * 3)]
+    _tar(tmp_path / "t.tar.bz2", members, fmt)
+    assert list(tar_members(tmp_path / "t.tar.bz2")) == _tarfile_members(tmp_path / "t.tar.bz2")
+
+
+def test_tar_reader_on_a_synthetic_trial_and_its_damage(tmp_path):
+    stem = write_trial(tmp_path, 30)
+    tar = stem.with_name(stem.name + ".tar.bz2")
+    members = list(tar_members(tar))
+    assert members == _tarfile_members(tar) and len(members) == 30
+    data = tar.read_bytes()
+    tar.write_bytes(data[: len(data) // 2])
+    with pytest.raises(EOFError):
+        list(tar_members(tar))
+    tar.write_bytes(b"BZh9" + bytes(100))
+    with pytest.raises(OSError):
+        list(tar_members(tar))
