@@ -198,7 +198,7 @@ def check_model_fits(model: BaseAlgorithm, observation_space: gym.Space, action_
 def wrap_env_for_model(model: BaseAlgorithm, venv: Any) -> Any:
     """Apply the env wrapper a policy needs to act in a plain Atari VecEnv (e.g. Saccader's glimpse
     actions): a policy class may define ``wrap_env(venv) -> VecEnv``; others act on the env as is."""
-    from rl_saliency.agents.hooks import WrapsEnv
+    from rl_saliency.hooks import WrapsEnv
 
     return model.policy.wrap_env(venv) if isinstance(model.policy, WrapsEnv) else venv
 

@@ -1,4 +1,4 @@
-"""The optional hooks (rl_saliency/agents/hooks.py) are declared where they are implemented: a renamed hook
+"""The optional hooks (rl_saliency/hooks.py) are declared where they are implemented: a renamed hook
 breaks this test, not a consumer at run time."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from stable_baselines3.common.torch_layers import NatureCNN
 
 from rl_saliency.agents import SparseFLS
 from rl_saliency.agents.exploration import NoveltyCallback
-from rl_saliency.agents.hooks import (
+from rl_saliency.agents.saccader import SaccaderPolicy
+from rl_saliency.hooks import (
     AttentionForward,
     AttentionReadout,
     OwnSaliencyOutputs,
@@ -15,7 +16,6 @@ from rl_saliency.agents.hooks import (
     SignedAttribution,
     WrapsEnv,
 )
-from rl_saliency.agents.saccader import SaccaderPolicy
 from rl_saliency.saliency import get_method
 
 

@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rl_saliency"
 # rooms from the bottom up: a module may import its own room and the rooms below it only. Rooms not listed
 # (gaze, render, visualize, the top-level commands' libraries train/evaluate/trust/quickstart, sweep) sit above
 # these and below cli.
-RANKS = {"errors": 0, "paths": 0, "io": 0, "": 0, "envs": 1, "models": 2, "agents": 3, "runs": 4, "saliency": 5}
+RANKS = {"errors": 0, "paths": 0, "io": 0, "hooks": 0, "": 0, "envs": 1, "models": 2, "agents": 3, "runs": 4,
+         "saliency": 5}
 TOP = 6
 
 

@@ -18,3 +18,9 @@ def upsample_to_frame(maps: np.ndarray, shape: tuple[int, int] = FRAME_SHAPE) ->
     out = np.stack([cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) for m in batch])
     out = np.maximum(out, 0.0)
     return out[0] if single else out
+
+
+def on_frame(x: np.ndarray | float, y: np.ndarray | float) -> np.ndarray | bool:
+    """Whether points at (x = column, y = row) in frame pixels lie on the 210x160 frame (the one bounds check
+    for gaze samples: fixation maps, off-screen counts, the gaze dots of a video)."""
+    return (x >= 0) & (x < FRAME_SHAPE[1]) & (y >= 0) & (y < FRAME_SHAPE[0])

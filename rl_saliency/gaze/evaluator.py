@@ -30,11 +30,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from rl_saliency import __version__, io
+from rl_saliency.envs.frames import FRAME_SHAPE, MAP_SHAPE
 from rl_saliency.envs.replay import ReplayReport
 from rl_saliency.errors import DataError, ModelLoadError, SpecError
-from rl_saliency.gaze.data import FRAME_SHAPE, Trial, TrialFiles, find_trials
+from rl_saliency.gaze.data import Trial, TrialFiles, find_trials
 from rl_saliency.gaze.fixations import (
-    OBS_SHAPE,
     gaze_density,
     observation_counts,
     observation_indices,
@@ -49,7 +49,7 @@ from rl_saliency.runs import replay_pool as replay_pool  # the pooling rule live
 from rl_saliency.saliency.base import upsample_to_frame
 
 BASELINES = ("centre_bias", "uniform", "intensity")
-RESOLUTIONS = {84: OBS_SHAPE, 210: FRAME_SHAPE}
+RESOLUTIONS = {84: MAP_SHAPE, 210: FRAME_SHAPE}
 ID_COLUMNS = ["game", "trial", "method", "protocol", "frame_index", "n_fixations", "n_offscreen", "n_negatives",
               "map_finite"]
 
@@ -94,7 +94,7 @@ def centre_bias_map(shape: tuple[int, int]) -> np.ndarray:
     from rl_saliency.saliency.baselines import CentreBias
 
     base = CentreBias().map
-    return base if shape == OBS_SHAPE else upsample_to_frame(base, shape)
+    return base if shape == MAP_SHAPE else upsample_to_frame(base, shape)
 
 
 def _kl_zero_near_gaze(maps: np.ndarray, density: np.ndarray) -> np.ndarray:
@@ -152,7 +152,7 @@ def evaluate_trial(trial: Trial, policy: Any, methods: dict[str, Any], protocol:
         gaze_batch = GazeBatch(counts, density, others)
         for name, method in methods.items():
             maps = method.attribute(policy, obs)
-            if shape != OBS_SHAPE:
+            if shape != MAP_SHAPE:
                 maps = upsample_to_frame(maps, shape)
             # the same random negatives (AUC-Borji) for every method: differences are the maps' only
             values = scorer.score(maps, gaze_batch, metric_seed)

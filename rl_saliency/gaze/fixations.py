@@ -17,11 +17,11 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from rl_saliency.envs.frames import FRAME_SHAPE, MAP_SHAPE, on_frame
 from rl_saliency.envs.replay import COVERED_OFFSETS, covered_frames
-from rl_saliency.gaze.data import FRAME_SHAPE, GazeTable
+from rl_saliency.gaze.data import GazeTable
 
-OBS_SHAPE = (84, 84)
-SIGMA = {FRAME_SHAPE: 5.0, OBS_SHAPE: 2.0}
+SIGMA = {FRAME_SHAPE: 5.0, MAP_SHAPE: 2.0}
 ROUNDINGS = ("floor", "round")
 BORDERS = {"constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101}  # reflect: cv2's default
 
@@ -36,7 +36,7 @@ def _to_pixels(x: np.ndarray, y: np.ndarray, shape: tuple[int, int],
         rows, cols = np.rint(fy), np.rint(fx)
         onscreen = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
     else:
-        onscreen = (x >= 0) & (x < FRAME_SHAPE[1]) & (y >= 0) & (y < FRAME_SHAPE[0])
+        onscreen = on_frame(x, y)
         rows = np.minimum(np.floor(fy), shape[0] - 1)  # min: guard float rounding at the far edge
         cols = np.minimum(np.floor(fx), shape[1] - 1)
     return np.where(onscreen, rows, 0).astype(np.int64), np.where(onscreen, cols, 0).astype(np.int64), onscreen

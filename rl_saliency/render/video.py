@@ -26,6 +26,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from tqdm.auto import tqdm
 
 from rl_saliency import io
+from rl_saliency.envs.frames import on_frame
 from rl_saliency.errors import OptionError, check_count
 from rl_saliency.saliency.base import FRAME_SHAPE, upsample_to_frame
 from rl_saliency.saliency.registry import get_method
@@ -96,7 +97,7 @@ def draw_gaze(panel: np.ndarray, gaze_xy: np.ndarray, scale: int = 4) -> np.ndar
     """Human gaze samples (x = column, y = row, in 160x210 frame pixels) as green dots on a panel already
     enlarged ``scale`` times (drawn in place; off-screen samples are left out)."""
     for x, y in np.asarray(gaze_xy, dtype=np.float64).reshape(-1, 2):
-        if 0 <= x < FRAME_SHAPE[1] and 0 <= y < FRAME_SHAPE[0]:
+        if on_frame(x, y):
             cv2.circle(panel, (int(x * scale), int(y * scale)), max(1, scale // 2), (0, 255, 0), -1, cv2.LINE_AA)
     return panel
 

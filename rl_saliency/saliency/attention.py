@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from stable_baselines3.common.policies import BasePolicy
 
-from rl_saliency.agents.hooks import AttentionReadout
 from rl_saliency.errors import OptionError
+from rl_saliency.hooks import AttentionReadout
 from rl_saliency.saliency.base import check_maps, obs_to_tensor, register
 
 

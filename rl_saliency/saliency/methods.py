@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from torch import nn
 
-from rl_saliency.agents.hooks import OwnSaliencyOutputs
 from rl_saliency.errors import OptionError
+from rl_saliency.hooks import OwnSaliencyOutputs
 from rl_saliency.saliency.base import check_maps, obs_to_tensor, register
 
 Target = str | int | np.ndarray | list | torch.Tensor | None

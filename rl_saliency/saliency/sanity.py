@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rl_saliency import io
-from rl_saliency.agents.hooks import SignedAttribution
+from rl_saliency.hooks import SignedAttribution
 from rl_saliency.saliency.base import OBS_SHAPE, check_observations
 from rl_saliency.saliency.methods import policy_outputs
 from rl_saliency.saliency.registry import get_method
