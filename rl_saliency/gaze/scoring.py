@@ -63,31 +63,38 @@ class GazeBatch:
         g32 = np.asarray(density).reshape(n, -1)
         lo, hi = g32.min(axis=1).astype(np.float64), g32.max(axis=1).astype(np.float64)
         self.g_constant = _constant(lo, hi)
-        g = np.asarray(g32, np.float64)
-        self.g = g
-        self.g_total = g.sum(axis=1)
+        rows, cols = np.nonzero(g32 > 0)
+        values = g32[rows, cols].astype(np.float64)
+        self.g_rows, self.g_cols, self.g_values = rows, cols, values
+        self.g_dense: np.ndarray | None = None  # the whole density, where a map has negative values
+        if (lo < 0).any():
+            self.g_dense = np.asarray(g32, np.float64)
+            self.g_total = self.g_dense.sum(axis=1)
+            std = self.g_dense.std(axis=1)
+        else:  # its sums from the positive pixels
+            self.g_total = np.bincount(rows, weights=values, minlength=n)
+            mean = self.g_total / n_pix
+            std = np.sqrt(np.maximum(np.bincount(rows, weights=values * values, minlength=n) / n_pix - mean * mean,
+                                     0.0))
         self.g_mean = self.g_total / n_pix
-        std = g.std(axis=1)
         std[self.g_constant] = 1.0
         self.g_std = std
-        rows, cols = np.nonzero(g32 > 0)
-        values = g.reshape(-1)[rows * n_pix + cols]
         # KL's p: the density normalised to sum 1, where > 0 (a constant map uniform, an empty one uniform)
         special = self.g_constant | (self.g_total <= 0)
-        self.p_rows, self.p_cols, self.p = rows, cols, values / self.g_total[rows]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.p_rows, self.p_cols, self.p = rows, cols, values / self.g_total[rows]
         # SIM's gaze side: min-max then sum 1, where > 0 (a saliency density is >= 0: elsewhere min() is 0); a map
         # with no zero pixel has its minimum elsewhere: done densely, as every special row
         span = np.where(self.g_constant, 1.0, hi - lo)
         mm = (values - lo[rows]) / span[rows]
         mm_total = np.bincount(rows, weights=mm, minlength=n)
         dense = special | (lo != 0) | (mm_total <= 0)
-        if dense.any() or special.any():
-            self._dense_rows(g, lo, span, special, dense)
+        if dense.any():
+            self._dense_rows(np.asarray(g32, np.float64), lo, span)
         else:
             self.m_rows, self.m_cols, self.m = rows, cols, mm / mm_total[rows]
 
-    def _dense_rows(self, g: np.ndarray, lo: np.ndarray, span: np.ndarray, special: np.ndarray,
-                    dense: np.ndarray) -> None:
+    def _dense_rows(self, g: np.ndarray, lo: np.ndarray, span: np.ndarray) -> None:
         """p and the min-max density with every row's form (the rare rows with no zero pixel, constant or empty)."""
         p = g.copy()
         p[self.g_constant] = 1.0
@@ -308,13 +315,17 @@ class Scorer:
 
     @staticmethod
     def _cc(st: _Maps, static: _Static | None, gaze: GazeBatch) -> np.ndarray:
-        """Pearson's r as the mean product of z-scores, from the sums: (S.G - P ms mg) / (P ss sg)."""
+        """Pearson's r as the mean product of z-scores, from the sums: (S.G - P ms mg) / (P ss sg), S.G over the
+        density's positive pixels."""
         n_pix = gaze.n_pix
         with np.errstate(invalid="ignore", divide="ignore"):
             if static is not None:
-                out = (gaze.g @ static.z - gaze.g_mean * static.z.sum()) / (gaze.g_std * n_pix)
+                dot = gaze.g_dense @ static.z if gaze.g_dense is not None else np.bincount(
+                    gaze.g_rows, weights=static.z[gaze.g_cols] * gaze.g_values, minlength=gaze.n)
+                out = (dot - gaze.g_mean * static.z.sum()) / (gaze.g_std * n_pix)
             else:
-                dot = np.einsum("ij,ij->i", st.s, gaze.g)
+                dot = np.einsum("ij,ij->i", st.s, gaze.g_dense) if gaze.g_dense is not None else np.bincount(
+                    gaze.g_rows, weights=st.at(gaze.g_rows, gaze.g_cols)[1] * gaze.g_values, minlength=gaze.n)
                 out = (dot - n_pix * st.mean * gaze.g_mean) / (st.std * gaze.g_std * n_pix)
         out[st.constant[st.row] | gaze.g_constant] = 0.0
         return out

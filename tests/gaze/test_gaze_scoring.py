@@ -49,6 +49,7 @@ def _gaze(seed: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     density = counts + 0.1 * (counts > 0) * rng.random(counts.shape).astype(np.float32)
     density[3] += 0.01  # no zero pixel: its minimum is elsewhere (the dense form of the gaze side)
     density[4] = 0.5  # a constant density
+    density[-1, 0, :3] = -0.02  # negative values (a map no blur of counts gives): the dense forms
     other = (rng.random((n, h, w)) < 0.05).astype(np.float32)
     other[5] = 0  # no shuffled negative: undefined
     return counts, density, other
