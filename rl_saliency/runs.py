@@ -55,12 +55,13 @@ def run_config(model: str | Path) -> dict[str, Any] | None:
     return None
 
 
-def model_game(model: str | Path, game: str | None = None) -> str | None:
-    """The game the model was trained on (its run's config.yaml), else ``game``; when both are known they must
-    agree (a model is never silently played on another game). None when neither tells."""
+def model_game(model: str | Path, game: str | None = None, config: dict[str, Any] | None = None) -> str | None:
+    """The game the model was trained on (its run's config.yaml, or ``config`` when already read), else ``game``;
+    when both are known they must agree (a model is never silently played on another game). None when neither
+    tells."""
     from rl_saliency.envs.registry import resolve_game
 
-    config = run_config(model) or {}
+    config = (config if config is not None else run_config(model)) or {}
     trained = resolve_game(config["game"]).name if config.get("game") else None
     given = resolve_game(game).name if game else None
     if trained and given and trained != given:
@@ -69,13 +70,13 @@ def model_game(model: str | Path, game: str | None = None) -> str | None:
     return trained or given
 
 
-def game_for_model(model: str | Path, game: str | None = None) -> str:
+def game_for_model(model: str | Path, game: str | None = None, config: dict[str, Any] | None = None) -> str:
     """As :func:`model_game`, but the game must be known. A missing or unreadable model file is reported as such
     first (not as a missing config.yaml)."""
     from rl_saliency.models import read_model_data
 
     read_model_data(model_path(model))
-    found = model_game(model, game)
+    found = model_game(model, game, config)
     if found is None:
         raise ModelLoadError(f"cannot tell which game {model_path(model)} plays: no run config.yaml next to it; "
                              f"pass --game")
@@ -180,8 +181,9 @@ def open_agent(model: str | Path, game: str | None = None, device: str = "auto")
     from rl_saliency.models import load_model
 
     path = model_path(model)
-    found = game_for_model(path, game)
-    agent = Agent(path=path, model=load_model(path, device=device), game=found, config=run_config(path))
+    config = run_config(path)  # read once for everything below
+    found = game_for_model(path, game, config)
+    agent = Agent(path=path, model=load_model(path, device=device), game=found, config=config)
     agent.policy.set_training_mode(False)
     state = explorer_state(path) if ((agent.config or {}).get("spec") or {}).get("explorer") else None
     if state is not None:

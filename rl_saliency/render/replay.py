@@ -26,7 +26,7 @@ from rl_saliency.render.video import (
     hud,
     overlay,
 )
-from rl_saliency.runs import check_method, model_game, open_agent, replay_pool
+from rl_saliency.runs import check_method, model_game, open_agent
 from rl_saliency.saliency.base import FRAME_SHAPE, upsample_to_frame
 from rl_saliency.saliency.registry import get_method
 
@@ -91,7 +91,7 @@ def render_trial(model_path: str | Path, trial_path: str | Path, method: str = "
     latest: dict[int, np.ndarray] = {}
     # pool each step's two raw frames as the env backend the model was trained on did (as gaze-eval does)
     stream = replay_observations(_stash(trial.frames(max_index=wanted[-1]), latest), indices=wanted,
-                                 pool=replay_pool(agent.path, "auto"))
+                                 pool=agent.pool)
     sink = VideoSink(out, fps, gif=gif)
     writer = NormalisedWriter(sink, normalise, lambda rgb, saliency01, extra: _compose(rgb, saliency01, *extra,
                                                                                         scale, alpha))
