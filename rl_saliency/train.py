@@ -406,7 +406,8 @@ def _train_locked(run_dir: Path, config: dict[str, Any], spec: AgentSpec, device
             _set_aside(run_dir / METRICS_FILE, "replaced")
         model = spec.build_model(venv, seed=config["seed"], device=device, verbose=verbose)
     use_channels_last(model)
-    speed_up(model, config.get("cpu_precision", "fp32"))  # bf16 autocast / channels-last trunk on the CPU
+    # on the CPU: bf16 autocast or a channels-last trunk, torch threads beside the ale backend's env threads
+    speed_up(model, config.get("cpu_precision", "fp32"), env_threads=config["n_envs"] * (config["backend"] == "ale"))
     if (run_dir / MODEL_FILE).exists() and model.num_timesteps >= config["timesteps"]:
         print(f"{run_dir} is already trained to {config['timesteps']} steps", file=sys.stderr)
         venv.close()

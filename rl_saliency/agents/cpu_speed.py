@@ -6,8 +6,8 @@ spends its time on the CPU, and almost all of it is in convolutions. On a CPU wi
 (``avx512_bf16`` or ``amx_bf16``) oneDNN runs them 2-2.5x faster in bf16; no float32 reformulation of the FLS
 module beat the plain convolutions (im2col + GEMM and a 1x1 + shift-add second conv were both slower).
 
-``speed_up(model, precision)`` changes a built SB3 model in place, for this process only (nothing of it is saved:
-checkpoints and ``model.zip`` load into ordinary float32 models):
+``speed_up(model, precision, env_threads=...)`` changes a built SB3 model in place, for this process only (nothing
+of it is saved: checkpoints and ``model.zip`` load into ordinary float32 models):
 
 - ``precision="bf16"``: the features extractor's forward runs under ``torch.autocast("cpu", bfloat16)`` in
   rollouts and updates alike (the same function in both, so PPO's ratio starts at 1), and returns float32
@@ -18,6 +18,8 @@ checkpoints and ``model.zip`` load into ordinary float32 models):
   with its output turned back to the default layout for the attention module (channels-last helps the trunk's
   strided convolutions, but makes the 7x7 attention convolutions and the flatten slower). Same numbers up to
   float rounding.
+- torch threads: one core per env thread of the ale backend, the rest (at least 1) to torch
+  (``training_threads``), unless ``OMP_NUM_THREADS`` is set; the same numbers.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import torch
 from torch import nn
 
 __all__ = ["PRECISIONS", "channels_last_trunk", "check_precision", "cpu_has_native_bf16", "default_precision",
-           "speed_up"]
+           "speed_up", "training_threads"]
 
 PRECISIONS = ("bf16", "fp32")
 PRECISION_ENV = "RL_SALIENCY_CPU_PRECISION"  # fp32 turns bf16 autocast off by default for `rl-saliency train`
@@ -115,12 +117,27 @@ def channels_last_trunk(extractor: nn.Module) -> bool:
     return True
 
 
-def speed_up(model: Any, precision: str | None = None, trunk_channels_last: bool | None = None) -> dict[str, Any]:
+def training_threads(env_threads: int) -> int:
+    """Torch threads for training beside ``env_threads`` busy env threads: one core each, the rest to torch (at
+    least 1). The ale backend steps every env on its own thread; with 8 envs on 2 cores, 2 torch threads ran
+    PPO 6-15x slower than 1 (the threads oversubscribe the cores; ``benchmarks/pipeline.py``)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - int(env_threads))
+
+
+def speed_up(model: Any, precision: str | None = None, trunk_channels_last: bool | None = None,
+             env_threads: int | None = None) -> dict[str, Any]:
     """Apply the CPU speed settings to a built SB3 model (on the CPU only); returns what was applied.
 
     ``precision``: ``bf16`` or ``fp32``; None: ``default_precision()``. ``bf16`` where the CPU has no native bf16
     falls back to ``fp32`` (emulated bf16 is slower than float32). ``trunk_channels_last``: None: only in float32
     (under bf16 autocast the channels-last trunk was measured slightly slower, 0.9x per update).
+    ``env_threads``: the env backend's own threads (``n_envs`` for the ale backend): torch gets
+    ``training_threads(env_threads)`` (process-wide), unless ``OMP_NUM_THREADS`` is set (the user's choice);
+    None leaves the thread count alone.
     """
     precision = precision or default_precision()
     if precision not in PRECISIONS:
@@ -137,4 +154,7 @@ def speed_up(model: Any, precision: str | None = None, trunk_channels_last: bool
         trunk_channels_last = applied["precision"] == "fp32"
     if trunk_channels_last:
         applied["trunk_channels_last"] = any([channels_last_trunk(e) for e in extractors])
+    if env_threads is not None and not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(training_threads(env_threads))
+        applied["torch_threads"] = torch.get_num_threads()
     return applied

@@ -154,6 +154,24 @@ def test_which_extractors_get_what(native_bf16):
     assert speed_up(dense, "fp32") == {"precision": "fp32", "trunk_channels_last": False}
 
 
+def test_torch_threads_beside_the_env_threads(monkeypatch):
+    monkeypatch.setattr(cpu_speed.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    assert cpu_speed.training_threads(8) == 1 and cpu_speed.training_threads(0) == 2
+    monkeypatch.setattr(cpu_speed.os, "sched_getaffinity", lambda _pid: set(range(16)), raising=False)
+    assert cpu_speed.training_threads(8) == 8
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        torch.set_num_threads(3)
+        assert speed_up(make_model(), "fp32", env_threads=12)["torch_threads"] == 4
+        assert torch.get_num_threads() == 4
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice wins
+        assert "torch_threads" not in speed_up(make_model(), "fp32", env_threads=12)
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_precision_choice(monkeypatch):
     monkeypatch.setattr(cpu_speed, "cpu_has_native_bf16", lambda: True)
     monkeypatch.delenv(cpu_speed.PRECISION_ENV, raising=False)
@@ -177,8 +195,9 @@ def test_train_records_precision_and_refuses_a_bad_one(tmp_path, monkeypatch):
     monkeypatch.delenv(cpu_speed.PRECISION_ENV, raising=False)
     seen = []
     original = cpu_speed.speed_up
-    monkeypatch.setattr("rl_saliency.train.speed_up", lambda model, precision: seen.append(
-        original(model, precision)))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # train leaves the thread count alone when it is set
+    monkeypatch.setattr("rl_saliency.train.speed_up", lambda model, precision, **kw: seen.append(
+        (original(model, precision, **kw), kw)))
     with pytest.raises(OptionError):
         train("fls_sparse", game="breakout", timesteps=32, out=tmp_path / "bad", n_envs=1, device="cpu",
               precision="fp16", progress=False)
@@ -190,5 +209,5 @@ def test_train_records_precision_and_refuses_a_bad_one(tmp_path, monkeypatch):
     run = train("fls_sparse", game="breakout", timesteps=32, out=tmp_path / "run32", n_envs=1, device="cpu",
                 hyperparams=tiny, progress=False, precision="fp32")
     assert yaml.safe_load((run / "config.yaml").read_text())["cpu_precision"] == "fp32"
-    assert seen == [{"precision": "bf16", "trunk_channels_last": False},
-                    {"precision": "fp32", "trunk_channels_last": True}]
+    assert seen == [({"precision": "bf16", "trunk_channels_last": False}, {"env_threads": 1}),
+                    ({"precision": "fp32", "trunk_channels_last": True}, {"env_threads": 1})]
