@@ -11,13 +11,18 @@ drifts hit all alike):
 - ``fls_before``: ``load_spec('fls_sparse')``, ``make_atari_vec_env`` (ale backend), ``spec.build_model`` as
   ``rl-saliency train`` built it before the CPU speed settings (float32, default layout).
 - ``fls_<options>``: the same with the options of ``rl_saliency.agents.cpu_speed.speed_up`` (``bf16`` autocast,
-  ``cl`` channels-last trunk), ``t1``/``t2`` torch threads, ``im`` rollouts under ``torch.inference_mode``.
+  ``cl`` channels-last trunk), ``t1``/``t2`` torch threads, ``im`` rollouts under ``torch.inference_mode``;
+  ``fls_train`` (``nature_train``): what ``rl-saliency train`` does now (``speed_up`` with the default precision
+  and the torch threads beside the ale backend's env threads).
 
 Each configuration builds a fresh model, warms up (``--warmup`` steps: allocations, first rollout and update),
 then trains ``--timesteps`` more; steps/s is over the timed part, with the time split into rollouts
 (``collect_rollouts``: env stepping + policy forward) and PPO updates (``train``).
 
     python benchmarks/pipeline.py --game breakout --timesteps 2048 --rounds 3
+
+``--scores RUN ...`` instead prints the results of ``rl-saliency train`` runs side by side (from each run folder's
+config.yaml and metrics.csv): the check that the speed settings leave the results no worse.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ def build_stock(game_id: str, n_envs: int, seed: int) -> Any:
 
 def build_package(spec_name: str, game: str, n_envs: int, seed: int, options: set[str]) -> Any:
     from rl_saliency.agents import load_spec
-    from rl_saliency.agents.cpu_speed import speed_up
+    from rl_saliency.agents.cpu_speed import check_precision, speed_up
     from rl_saliency.envs import make_atari_vec_env
     from rl_saliency.train import use_channels_last
 
@@ -58,7 +63,9 @@ def build_package(spec_name: str, game: str, n_envs: int, seed: int, options: se
     venv = spec.wrap_env(make_atari_vec_env(game, n_envs, seed=seed))
     model = spec.build_model(venv, seed=seed, device="cpu")
     use_channels_last(model)  # what train did before (NatureCNN only)
-    if "before" not in options:
+    if "train" in options:  # what `rl-saliency train` does now: default precision, threads beside the env threads
+        speed_up(model, check_precision(None), env_threads=n_envs)
+    elif "before" not in options:
         speed_up(model, precision="bf16" if "bf16" in options else "fp32", trunk_channels_last="cl" in options)
     return model
 
@@ -88,13 +95,13 @@ def timed(model: Any, options: set[str]) -> dict[str, float]:
 def measure(config: str, game: str, game_id: str, n_envs: int, warmup: int, timesteps: int, seed: int,
             default_threads: int) -> dict[str, float]:
     options = set(config.split("_")[1:])
-    threads = 1 if "t1" in options else 2 if "t2" in options else default_threads
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1 if "t1" in options else 2 if "t2" in options else default_threads)
     if config.startswith("stock"):
         model = build_stock(game_id, n_envs, seed)
     else:
         spec = config.split("_")[0]
         model = build_package({"fls": "fls_sparse", "nature": "nature"}[spec], game, n_envs, seed, options)
+    threads = torch.get_num_threads()
     spent = timed(model, options)
     model.learn(total_timesteps=warmup)
     spent.update(rollout=0.0, update=0.0)
@@ -107,6 +114,27 @@ def measure(config: str, game: str, game_id: str, n_envs: int, warmup: int, time
             "elapsed": elapsed, "threads": threads}
 
 
+def scores(run_dirs: list[str]) -> None:
+    """A markdown table of finished runs: precision, final mean episode return (SB3's last 100 episodes), the same
+    averaged over the last 5 rollouts, and the last update's losses."""
+    from pathlib import Path
+
+    import pandas as pd
+    import yaml
+
+    print("| run | precision | steps | ep_rew_mean (last 100 episodes) | mean of the last 5 rollouts | "
+          "value loss | explained variance | entropy loss | approx KL (mean) | fps |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for run in run_dirs:
+        config = yaml.safe_load((Path(run) / "config.yaml").read_text())
+        m = pd.read_csv(Path(run) / "metrics.csv")
+        last = m.iloc[-1]
+        print(f"| {Path(run).name} | {config.get('cpu_precision', 'fp32')} | {int(last['time/total_timesteps'])} | "
+              f"{last['rollout/ep_rew_mean']:.2f} | {m['rollout/ep_rew_mean'].tail(5).mean():.2f} | "
+              f"{last['train/value_loss']:.4f} | {last['train/explained_variance']:.3f} | "
+              f"{last['train/entropy_loss']:.3f} | {m['train/approx_kl'].mean():.5f} | {int(last['time/fps'])} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--game", default="breakout")
@@ -116,7 +144,11 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scores", nargs="+", metavar="RUN", help="print the results of these run folders instead")
     args = parser.parse_args()
+    if args.scores:
+        scores(args.scores)
+        return
 
     from rl_saliency.agents.cpu_speed import cpu_has_native_bf16
     from rl_saliency.envs import resolve_game
