@@ -118,6 +118,31 @@ def _table(trial: Trial, label: str, parts: list[dict[str, Any]]) -> pd.DataFram
     return pd.DataFrame(columns)
 
 
+class _GazeMaps:
+    """The gaze side of each batch, in batch order: fixation counts, their blur, the shuffled-AUC negatives (drawn
+    from ``rng``), the batch's AUC-Borji seed (drawn next) and the metrics' ``GazeBatch``. Called in the scoring
+    process, or in the decoding process (``prefetch.replayed_batches``' ``per_batch``), which then owns ``rng``:
+    the same draws in the same order either way."""
+
+    def __init__(self, gaze: Any, indices: list[int], protocol: Protocol, rng: np.random.Generator,
+                 keep_density: bool = False):
+        self.gaze, self.indices, self.protocol, self.rng = gaze, indices, protocol, rng
+        self.position = {index: k for k, index in enumerate(indices)}
+        self.keep_density = keep_density
+
+    def __call__(self, at: list[int]) -> dict[str, Any]:
+        protocol, shape = self.protocol, self.protocol.shape
+        options = {"rounding": protocol.rounding, "gaze_offset": protocol.gaze_offset}
+        counts, n_fix, n_off = observation_counts(self.gaze, at, shape, **options)
+        density = gaze_density(counts, border=protocol.blur_border)
+        others = shuffled_negatives(self.gaze, self.indices, [self.position[i] for i in at], self.rng, shape,
+                                    replace=protocol.negatives_with_replacement, **options)
+        # the gaze side of every metric (fixated pixels, densities, their sums) is the same for every method
+        return {"gaze": GazeBatch(counts, density, others), "n_fix": n_fix, "n_off": n_off,
+                "n_negatives": others.sum(axis=(1, 2)).astype(np.int64), "seed": int(self.rng.integers(2**63)),
+                "density": density if self.keep_density else None}
+
+
 def evaluate_trial(trial: Trial, policy: Any, methods: dict[str, Any], protocol: str | Protocol = "default",
                    max_frames: int | None = None, batch_size: int = 64, seed: int = 0, pool: str = "rgb",
                    progress: bool = True, resolution: int | None = None,
@@ -132,7 +157,6 @@ def evaluate_trial(trial: Trial, policy: Any, methods: dict[str, Any], protocol:
     max_index = first + max_frames - 1 if max_frames else None
     indices, skipped = observation_indices(gaze, stride=protocol.stride, max_index=max_index,
                                            aligned=protocol.aligned)
-    position = {index: k for k, index in enumerate(indices)}
     rng = np.random.default_rng(_trial_seed(seed, trial.name))
     scorer = Scorer(centre_bias_map(shape))  # keeps the static maps' work (centre bias, uniform) between batches
     replay_report = ReplayReport()
@@ -140,35 +164,33 @@ def evaluate_trial(trial: Trial, policy: Any, methods: dict[str, Any], protocol:
     bar = tqdm(total=len(indices), unit="obs", desc=f"{trial.game or '?'} {trial.name}", disable=not progress,
                leave=False)
 
-    def score(at: list[int], obs: np.ndarray) -> None:
-        gaze_options = {"rounding": protocol.rounding, "gaze_offset": protocol.gaze_offset}
-        counts, n_fix, n_off = observation_counts(gaze, at, shape, **gaze_options)
-        density = gaze_density(counts, border=protocol.blur_border)
-        others = shuffled_negatives(gaze, indices, [position[i] for i in at], rng, shape,
-                                    replace=protocol.negatives_with_replacement, **gaze_options)
-        n_negatives = others.sum(axis=(1, 2)).astype(np.int64)
-        metric_seed = int(rng.integers(2**63))
-        # the gaze side of every metric (fixated pixels, densities, their sums) is the same for every method
-        gaze_batch = GazeBatch(counts, density, others)
+    gaze_maps = _GazeMaps(gaze, indices, protocol, rng, keep_density=protocol.kl_skip_zero_near_gaze)
+
+    def score(at: list[int], obs: np.ndarray, fixations: dict[str, Any]) -> None:
         for name, method in methods.items():
             maps = method.attribute(policy, obs)
             if shape != MAP_SHAPE:
                 maps = upsample_to_frame(maps, shape)
             # the same random negatives (AUC-Borji) for every method: differences are the maps' only
-            values = scorer.score(maps, gaze_batch, metric_seed)
+            values = scorer.score(maps, fixations["gaze"], fixations["seed"])
             if protocol.kl_skip_zero_near_gaze:
-                values["kl_div"][_kl_zero_near_gaze(maps, density)] = np.nan
+                values["kl_div"][_kl_zero_near_gaze(maps, fixations["density"])] = np.nan
             finite = np.isfinite(np.asarray(maps).reshape(len(at), -1)).all(axis=1)
-            rows.append({"method": name, "frame_index": np.asarray(at, np.int64), "n_fixations": n_fix,
-                         "n_offscreen": n_off, "n_negatives": n_negatives, "map_finite": finite, **values})
+            rows.append({"method": name, "frame_index": np.asarray(at, np.int64), "n_fixations": fixations["n_fix"],
+                         "n_offscreen": fixations["n_off"], "n_negatives": fixations["n_negatives"],
+                         "map_finite": finite, **values})
         bar.update(len(at))
 
-    # the frames are decoded and replayed in a separate process, ahead of the scoring, in the batches scored here
+    # the frames are decoded and replayed in a separate process, ahead of the scoring, in the batches scored here;
+    # the fixation maps are made on the side with less to do: the decoding side when an agent's map is scored
+    maps_aside = any(name not in BASELINES for name in methods)
     reports: dict[str, Any] = {}
     if indices:
-        for at, obs in replayed_batches(trial.files.tar, gaze.frame_index.tolist(), indices, batch_size, pool=pool,
-                                        max_index=indices[-1], reports=reports):
-            score(at.tolist(), obs)
+        for at, obs, fixations in replayed_batches(trial.files.tar, gaze.frame_index.tolist(), indices, batch_size,
+                                                   pool=pool, max_index=indices[-1], reports=reports,
+                                                   per_batch=gaze_maps if maps_aside else None):
+            at = at.tolist()
+            score(at, obs, fixations if maps_aside else gaze_maps(at))
     else:
         list(trial.frames(max_index=first))  # no observation to build: the stream is still checked
     if reports:

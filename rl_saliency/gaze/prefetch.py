@@ -13,9 +13,9 @@ import multiprocessing
 import pickle
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -82,10 +82,11 @@ class ProducerError(RuntimeError):
 
 
 def _replay_worker(out, stop, tar: str, expected: list[int], max_index: int | None, reorder_bytes: int,
-                   indices: list[int], pool: str, batch_size: int) -> None:
+                   indices: list[int], pool: str, batch_size: int, per_batch) -> None:
     """The producer process: decode the trial's frames, replay them into observations and put them on ``out`` in
-    batches of ``batch_size`` (the last one shorter): ``("batch", indices int64 (n,), obs uint8 (n, 4, 84, 84))``,
-    then ``("done", frame report, replay report)``, or ``("error", exception, traceback text)``."""
+    batches of ``batch_size`` (the last one shorter): ``("batch", indices int64 (n,), obs uint8 (n, 4, 84, 84),
+    per_batch(indices) or None)``, then ``("done", frame report, replay report, private MiB)``, or
+    ``("error", exception, traceback text)``."""
     import traceback
 
     from rl_saliency.envs.replay import ReplayReport, replay_observations
@@ -110,10 +111,10 @@ def _replay_worker(out, stop, tar: str, expected: list[int], max_index: int | No
             at.append(index)
             obs.append(observation)
             if len(at) == batch_size:
-                if not put(("batch", np.asarray(at, np.int64), np.stack(obs))):
+                if not put(("batch", np.asarray(at, np.int64), np.stack(obs), per_batch and per_batch(at))):
                     return
                 at, obs = [], []
-        if at and not put(("batch", np.asarray(at, np.int64), np.stack(obs))):
+        if at and not put(("batch", np.asarray(at, np.int64), np.stack(obs), per_batch and per_batch(at))):
             return
         put(("done", frame_report, replay_report, _private_mib()))
     except BaseException as error:  # noqa: BLE001 - every error is handed to the evaluator, raised there
@@ -144,12 +145,16 @@ def _context():
 
 def replayed_batches(tar: str | Path, expected: list[int], indices: list[int], batch_size: int, pool: str = "rgb",
                      max_index: int | None = None, reorder_bytes: int | None = None, depth: int = 4,
-                     reports: dict | None = None, poll_s: float = 0.5) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                     reports: dict | None = None, poll_s: float = 0.5,
+                     per_batch: Callable[[list[int]], Any] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray,
+                                                                                            Any]]:
     """The observations at ``indices`` of a trial's tar.bz2 (``envs.replay``, ``pool``), decoded and replayed in a
     separate process, up to ``depth`` batches ahead of the caller (decoding shares no GIL with the scoring), in
-    batches ``(indices (n,), obs (n, 4, 84, 84) uint8)`` of ``batch_size`` consecutive observations (the last
-    one shorter): the batches the single-process loop would build. When the stream ends, ``reports`` (if given)
-    receives ``frames`` (the ``FrameStreamReport``) and ``replay`` (the ``ReplayReport``).
+    batches ``(indices (n,), obs (n, 4, 84, 84) uint8, extra)`` of ``batch_size`` consecutive observations (the
+    last one shorter): the batches the single-process loop would build. ``extra`` is ``per_batch(indices)``
+    computed in the producer, in batch order (work moved to the decoding side: it must be picklable, and is
+    called in the producer's copy of it), or None. When the stream ends, ``reports`` (if given) receives
+    ``frames`` (the ``FrameStreamReport``) and ``replay`` (the ``ReplayReport``).
 
     An exception in the producer is raised here, after the batches before it, with the producer's traceback as
     a note; a producer that dies without a word (killed) raises ``ProducerError`` within ``poll_s`` seconds or
@@ -162,7 +167,8 @@ def replayed_batches(tar: str | Path, expected: list[int], indices: list[int], b
     out, stop = context.Queue(maxsize=depth), context.Event()
     process = context.Process(target=_replay_worker, name="gaze-replay", daemon=True, args=(
         out, stop, str(tar), list(expected), max_index,
-        DEFAULT_REORDER_BYTES if reorder_bytes is None else reorder_bytes, list(indices), pool, batch_size))
+        DEFAULT_REORDER_BYTES if reorder_bytes is None else reorder_bytes, list(indices), pool, batch_size,
+        per_batch))
     process.start()
     try:
         while True:
@@ -178,7 +184,7 @@ def replayed_batches(tar: str | Path, expected: list[int], indices: list[int], b
                                         f"before the end of the stream") from None
             kind = item[0]
             if kind == "batch":
-                yield item[1], item[2]
+                yield item[1], item[2], item[3]
             elif kind == "done":
                 if reports is not None:
                     reports["frames"], reports["replay"] = item[1], item[2]

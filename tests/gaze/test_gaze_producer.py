@@ -12,6 +12,7 @@ import tarfile
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 from gaze_synthetic import write_trial
 
@@ -44,10 +45,10 @@ def test_same_batches_as_the_replay_in_process(trial, pool):
     indices, batches = _batches(trial, 16, pool=pool, reports=(reports := {}))
     got = list(batches)
     expected = list(replay_observations(trial.frames(max_index=indices[-1]), indices=indices, pool=pool))
-    assert [len(at) for at, _ in got] == [16] * (len(expected) // 16) + ([len(expected) % 16] if len(expected) % 16
+    assert [len(at) for at, _, _ in got] == [16] * (len(expected) // 16) + ([len(expected) % 16] if len(expected) % 16
                                                                           else [])
-    assert np.concatenate([at for at, _ in got]).tolist() == [i for i, _ in expected]
-    np.testing.assert_array_equal(np.concatenate([obs for _, obs in got]), np.stack([o for _, o in expected]))
+    assert np.concatenate([at for at, _, _ in got]).tolist() == [i for i, _ in expected]
+    np.testing.assert_array_equal(np.concatenate([obs for _, obs, _ in got]), np.stack([o for _, o in expected]))
     assert reports["replay"].emitted == len(expected) and reports["frames"].emitted == indices[-1]
     assert not _producers()
 
@@ -77,7 +78,7 @@ def test_an_error_after_some_batches_comes_after_them(trial, monkeypatch):
         pytest.skip("the patch reaches the producer only through fork")
     seen = []
     with pytest.raises(ValueError, match="frame 54 is corrupt"):
-        for at, _ in _batches(trial, 8)[1]:
+        for at, _, _ in _batches(trial, 8)[1]:
             seen.extend(at.tolist())
     assert len(seen) == 40
     with pytest.raises(ValueError, match="frame 54 is corrupt"):
@@ -156,3 +157,26 @@ def test_tar_reader_on_a_synthetic_trial_and_its_damage(tmp_path):
     tar.write_bytes(b"BZh9" + bytes(100))
     with pytest.raises(OSError):
         list(tar_members(tar))
+
+
+class _NewestFrame:
+    """A method that is not a baseline (so the fixation maps are made in the decoding process), needing no model."""
+
+    name = "newest_frame"
+
+    def attribute(self, policy, observations, **_):
+        return np.asarray(observations)[:, -1].astype(np.float32) + 1.0
+
+
+@pytest.mark.parametrize("protocol", ["default", "paper+kl_skip_zero_near_gaze=True"])
+def test_fixation_maps_made_on_either_side_give_the_same_table(trial, protocol):
+    """With baselines only, the fixation maps are made in the scoring process; with an agent's method, in the
+    decoding process (which then draws the shuffled negatives and seeds): the baselines' rows are the same."""
+    baselines = E.resolve_methods([], None)
+    here, _ = E.evaluate_trial(trial, None, baselines, protocol=protocol, batch_size=7, progress=False)
+    aside, _ = E.evaluate_trial(trial, None, {"newest_frame": _NewestFrame(), **baselines}, protocol=protocol,
+                                batch_size=7, progress=False)
+    assert set(aside["method"]) == {"newest_frame", *baselines} and len(here) > 50
+    same = aside[aside["method"] != "newest_frame"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(same, here.reset_index(drop=True))
+    assert aside[aside["method"] == "newest_frame"]["nss"].notna().all()
