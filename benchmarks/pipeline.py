@@ -21,6 +21,10 @@ then trains ``--timesteps`` more; steps/s is over the timed part, with the time 
 
     python benchmarks/pipeline.py --game breakout --timesteps 2048 --rounds 3
 
+``--updates`` instead times one PPO minibatch update (batch 256: forward, backward, Adam) per setting, and the FLS
+module alone (forward + backward, batch 256 of 7x7x64) in its convolution form and in an im2col + GEMM form
+(checked equal to 1e-6 first), settings interleaved, median of ``--rounds``.
+
 ``--scores RUN ...`` instead prints the results of ``rl-saliency train`` runs side by side (from each run folder's
 config.yaml and metrics.csv): the check that the speed settings leave the results no worse.
 """
@@ -114,6 +118,106 @@ def measure(config: str, game: str, game_id: str, n_envs: int, warmup: int, time
             "elapsed": elapsed, "threads": threads}
 
 
+def _gemm_fls(x: torch.Tensor, module: Any) -> torch.Tensor:
+    """The FLS module as im2col + one GEMM for the 3x3 conv 64 -> 256 and a 1x1 matmul + 9 shifted adds for the 3x3
+    conv 256 -> 1: the same function as ``module`` (3x3 kernels, no normalise), another summation order."""
+    import torch.nn.functional as F
+
+    n, c, h, w = x.shape
+    xp = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1)
+    cols = torch.cat([xp[:, i:i + h, j:j + w, :] for i in range(3) for j in range(3)], dim=3)
+    w1 = module.conv1.weight.permute(2, 3, 1, 0).reshape(9 * c, -1)
+    hidden = F.relu(torch.addmm(module.conv1.bias, cols.reshape(n * h * w, 9 * c), w1))
+    z = (hidden @ module.conv2.weight[0].reshape(-1, 9)).reshape(n, h, w, 3, 3)
+    zp = F.pad(z, (0, 0, 0, 0, 1, 1, 1, 1))
+    out = sum(zp[:, i:i + h, j:j + w, i, j] for i in range(3) for j in range(3)) + module.conv2.bias
+    return F.softplus(out, beta=module.beta)[:, None]
+
+
+def updates(rounds: int) -> None:
+    """Seconds per PPO minibatch update for each setting, and the FLS module's two forms."""
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rl_saliency.agents import SparseFLS, paper_policy_kwargs
+    from rl_saliency.agents.cpu_speed import speed_up
+    from rl_saliency.agents.extractors import FLSModule
+    from rl_saliency.train import use_channels_last
+
+    class Frames(gym.Env):
+        observation_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+        action_space = gym.spaces.Discrete(4)
+
+        def reset(self, seed=None, options=None):
+            return self.observation_space.sample(), {}
+
+        def step(self, action):
+            return self.observation_space.sample(), 0.0, False, False, {}
+
+    def build(fls: bool, precision: str, trunk_cl: bool, nature_cl: bool = False) -> Any:
+        kwargs = paper_policy_kwargs(SparseFLS) if fls else {}
+        model = PPO("CnnPolicy", DummyVecEnv([Frames]), policy_kwargs=kwargs, seed=0, device="cpu")
+        if nature_cl:
+            use_channels_last(model)
+        speed_up(model, precision, trunk_channels_last=trunk_cl)
+        return model
+
+    torch.manual_seed(0)
+    obs, actions = torch.rand(256, 4, 84, 84) * 255, torch.randint(0, 4, (256,))
+
+    def update(model: Any) -> float:
+        policy = model.policy
+        start = time.perf_counter()
+        values, log_prob, entropy = policy.evaluate_actions(obs, actions)
+        loss = -log_prob.mean() + values.pow(2).mean() - 0.01 * entropy.mean()
+        policy.optimizer.zero_grad()
+        loss.backward()
+        policy.optimizer.step()
+        return time.perf_counter() - start
+
+    fls = FLSModule()
+    x = torch.relu(torch.randn(256, 64, 7, 7))
+    with torch.no_grad():
+        gap = (fls(x) - _gemm_fls(x, fls)).abs().max().item()
+    assert gap < 1e-6, gap
+
+    def module_pass(form: Any) -> float:
+        xx = x.clone().requires_grad_(True)
+        start = time.perf_counter()
+        form(xx).sum().backward()
+        return time.perf_counter() - start
+
+    settings = {"NatureCNN fp32": build(False, "fp32", False),
+                "NatureCNN channels-last (train before)": build(False, "fp32", False, True),
+                "NatureCNN channels-last + bf16": build(False, "bf16", False, True),
+                "Sparse FLS fp32 (train before)": build(True, "fp32", False),
+                "Sparse FLS fp32 + channels-last trunk": build(True, "fp32", True),
+                "Sparse FLS bf16": build(True, "bf16", False),
+                "Sparse FLS bf16 + channels-last trunk": build(True, "bf16", True)}
+    forms = {"FLS module, conv form (fwd+bwd)": fls, "FLS module, im2col + GEMM form (fwd+bwd)":
+             lambda z: _gemm_fls(z, fls)}
+    times: dict[str, list[float]] = {k: [] for k in [*settings, *forms]}
+    for model in settings.values():
+        update(model)  # warm-up
+    for r in range(rounds + 1):
+        for name, model in settings.items():
+            t = update(model)
+            if r:
+                times[name].append(t)
+        for name, form in forms.items():
+            t = module_pass(form)
+            if r:
+                times[name].append(t)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; FLS forms' largest difference {gap:.1e}")
+    print("| setting | s per update (median) | vs NatureCNN fp32 |")
+    print("|---|---|---|")
+    base = float(np.median(times["NatureCNN fp32"]))
+    for name, values in times.items():
+        ratio = f"{base / np.median(values):.2f}x" if name in settings else ""
+        print(f"| {name} | {np.median(values):.3f} | {ratio} |")
+
+
 def scores(run_dirs: list[str]) -> None:
     """A markdown table of finished runs: precision, final mean episode return (SB3's last 100 episodes), the same
     averaged over the last 5 rollouts, and the last update's losses."""
@@ -145,9 +249,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scores", nargs="+", metavar="RUN", help="print the results of these run folders instead")
+    parser.add_argument("--updates", action="store_true", help="time single PPO updates per setting instead")
     args = parser.parse_args()
     if args.scores:
         scores(args.scores)
+        return
+    if args.updates:
+        updates(args.rounds)
         return
 
     from rl_saliency.agents.cpu_speed import cpu_has_native_bf16
