@@ -407,15 +407,18 @@ class Scorer:
         return out
 
     def _draws(self, gaze: GazeBatch, drawn: np.ndarray, n_fix: np.ndarray, seed: int,
-               splits: int) -> tuple[np.ndarray, np.ndarray]:
-        """AUC-Borji's random pixels and the (map, split) each belongs to, shared by the methods of a batch."""
+               splits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """AUC-Borji's random pixels, shared by the methods of a batch: the pixels, each one's (map, split) key
+        base ``split * (T + 1)``, its observation, and its position in the batch's flattened maps."""
         key = (id(gaze), seed, drawn.tobytes())
         if key not in self._drawn:
             self._drawn.clear()
             draws = np.random.default_rng(seed).integers(0, gaze.n_pix, size=splits * int(n_fix.sum()))
             split = np.repeat(np.arange(len(n_fix) * splits), np.repeat(n_fix, splits))
-            self._drawn[key] = (draws, split, gaze)  # gaze kept alive: its id is not reused meanwhile
-        return self._drawn[key][:2]
+            observation = np.repeat(np.flatnonzero(drawn), splits * n_fix)
+            self._drawn[key] = (draws, split * (_N_T + 1), observation, observation * gaze.n_pix + draws,
+                                gaze)  # gaze kept alive: its id is not reused meanwhile
+        return self._drawn[key][:4]
 
     def _auc_borji(self, st: _Maps, static: _Static | None, gaze: GazeBatch, finite: np.ndarray,
                    seed: int, splits: int = BORJI_SPLITS) -> np.ndarray:
@@ -428,29 +431,29 @@ class Scorer:
         kept = np.flatnonzero(drawn)
         rows, cols, n_fix = _select(gaze.f_rows, gaze.f_cols, drawn)
         n_maps = len(kept)
-        draws, split = self._draws(gaze, drawn, n_fix, seed, splits)
-        owner = split // splits
+        draws, split_key, observation, at = self._draws(gaze, drawn, n_fix, seed, splits)
         if static is not None:
-            missed_pos, missed_neg = static.missed[cols], static.missed[draws]
+            missed_pos, missed_neg = static.missed[cols], static.missed.take(draws)
         elif st.integer:  # each integer offset's level, per map; the same floats as the min-max values
             offsets = st.offsets()
             width = int(offsets.max(initial=0)) + 1
             levels = np.arange(width)[None, :] / st.span[:, None]
             lut = (_N_T - np.searchsorted(_ASCENDING, levels.ravel(), side="right")).reshape(-1)
             flat = offsets.reshape(-1)
-            k_pos, k_neg = kept[rows], kept[owner]
+            k_pos = kept[rows]
             missed_pos = lut.take(k_pos * width + flat.take(k_pos * offsets.shape[1] + cols))
-            missed_neg = lut.take(k_neg * width + flat.take(k_neg * offsets.shape[1] + draws))
+            missed_neg = lut.take(observation * width + flat.take(at))
         else:
             missed_pos = _N_T - np.searchsorted(_ASCENDING, st.norm(kept[rows], cols), side="right")
-            missed_neg = _N_T - np.searchsorted(_ASCENDING, st.norm(kept[owner], draws), side="right")
+            values = (st.s.reshape(-1).take(at) - st.lo[observation]) / st.span[observation]
+            missed_neg = _N_T - np.searchsorted(_ASCENDING, values, side="right")
 
-        def reached(missed: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
-            hist = np.bincount(group * (_N_T + 1) + missed, minlength=n_groups * (_N_T + 1))
+        def reached(keys: np.ndarray, n_groups: int) -> np.ndarray:
+            hist = np.bincount(keys, minlength=n_groups * (_N_T + 1))
             return np.cumsum(hist.reshape(n_groups, _N_T + 1)[:, :_N_T], axis=1)
 
-        tp = reached(missed_pos, rows, n_maps) / n_fix[:, None]
-        fp = reached(missed_neg, split, n_maps * splits) / np.repeat(n_fix, splits)[:, None]
+        tp = reached(rows * (_N_T + 1) + missed_pos, n_maps) / n_fix[:, None]
+        fp = reached(split_key + missed_neg, n_maps * splits) / np.repeat(n_fix, splits)[:, None]
         tp = np.concatenate([np.zeros((n_maps, 1)), tp, np.ones((n_maps, 1))], axis=1)
         fp = np.concatenate([np.zeros((len(fp), 1)), fp, np.ones((len(fp), 1))], axis=1)
         tp = np.repeat(tp, splits, axis=0)
