@@ -218,17 +218,49 @@ def updates(rounds: int) -> None:
         print(f"| {name} | {np.median(values):.3f} | {ratio} |")
 
 
+def bf16_logp_gap(run_dir: str, n_obs: int = 256) -> tuple[float, float]:
+    """For a trained run: the largest |log pi(a|s)| difference between bf16 and float32 over ``n_obs`` observations
+    of its game (the model acting), and between batch 8 (rollouts) and batch 256 (updates) under bf16."""
+    from pathlib import Path
+
+    import yaml
+
+    from rl_saliency.agents.cpu_speed import speed_up
+    from rl_saliency.envs import make_atari_vec_env
+    from rl_saliency.models import load_model
+
+    config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    plain = load_model(Path(run_dir) / "model.zip", device="cpu")
+    fast = load_model(Path(run_dir) / "model.zip", device="cpu")
+    speed_up(fast, "bf16")
+    venv = make_atari_vec_env(config["game"], 8, seed=123)
+    obs, frames = venv.reset(), []
+    while len(frames) * 8 < n_obs:
+        frames.append(obs)
+        obs, *_ = venv.step(plain.predict(obs, deterministic=False)[0])
+    venv.close()
+    batch = torch.as_tensor(np.concatenate(frames), dtype=torch.float32)
+    actions = torch.as_tensor(np.arange(len(batch)) % plain.action_space.n)
+    with torch.no_grad():
+        ref = plain.policy.evaluate_actions(batch, actions)[1]
+        big = fast.policy.evaluate_actions(batch, actions)[1]
+        small = torch.cat([fast.policy.evaluate_actions(batch[i:i + 8], actions[i:i + 8])[1]
+                           for i in range(0, len(batch), 8)])
+    return (big - ref).abs().max().item(), (small - big).abs().max().item()
+
+
 def scores(run_dirs: list[str]) -> None:
     """A markdown table of finished runs: precision, final mean episode return (SB3's last 100 episodes), the same
-    averaged over the last 5 rollouts, and the last update's losses."""
+    averaged over the last 5 rollouts, the last update's losses, and ``bf16_logp_gap`` of the trained model."""
     from pathlib import Path
 
     import pandas as pd
     import yaml
 
     print("| run | precision | steps | ep_rew_mean (last 100 episodes) | mean of the last 5 rollouts | "
-          "value loss | explained variance | entropy loss | approx KL (mean) | fps |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "value loss | explained variance | entropy loss | approx KL (mean) | fps | max abs log-prob gap bf16 vs "
+          "fp32 | bf16 batch 8 vs 256 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for run in run_dirs:
         config = yaml.safe_load((Path(run) / "config.yaml").read_text())
         m = pd.read_csv(Path(run) / "metrics.csv")
@@ -236,7 +268,8 @@ def scores(run_dirs: list[str]) -> None:
         print(f"| {Path(run).name} | {config.get('cpu_precision', 'fp32')} | {int(last['time/total_timesteps'])} | "
               f"{last['rollout/ep_rew_mean']:.2f} | {m['rollout/ep_rew_mean'].tail(5).mean():.2f} | "
               f"{last['train/value_loss']:.4f} | {last['train/explained_variance']:.3f} | "
-              f"{last['train/entropy_loss']:.3f} | {m['train/approx_kl'].mean():.5f} | {int(last['time/fps'])} |")
+              f"{last['train/entropy_loss']:.3f} | {m['train/approx_kl'].mean():.5f} | {int(last['time/fps'])} | "
+              + ("{:.1e} | {:.1e} |".format(*bf16_logp_gap(run)) if (Path(run) / "model.zip").exists() else "| |"))
 
 
 def main() -> None:
