@@ -11,6 +11,7 @@ that dies without a word is noticed (``ProducerError``) rather than waited for.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import queue
 import threading
@@ -95,8 +96,10 @@ def _replay_worker(out, stop, tar: str, expected: list[int], max_index: int | No
     from rl_saliency.envs.replay import ReplayReport, replay_observations
     from rl_saliency.gaze.data import FrameStreamReport, iter_frames
 
+    parent = os.getppid()
+
     def put(item: object) -> bool:
-        while not stop.is_set():
+        while not stop.is_set() and os.getppid() == parent:  # an evaluator killed outright leaves no orphan
             try:
                 out.put(item, timeout=0.1)
                 return True

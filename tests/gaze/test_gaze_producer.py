@@ -180,3 +180,47 @@ def test_fixation_maps_made_on_either_side_give_the_same_table(trial, protocol):
     same = aside[aside["method"] != "newest_frame"].reset_index(drop=True)
     pd.testing.assert_frame_equal(same, here.reset_index(drop=True))
     assert aside[aside["method"] == "newest_frame"]["nss"].notna().all()
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (an exited child its new parent has not reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_killed_evaluator_leaves_no_producer_behind(trial):
+    """The evaluator killed outright (no clean-up runs) while its producer waits on a full queue: the producer
+    notices that its parent is gone and exits."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time, multiprocessing\n"
+        "from rl_saliency.gaze.data import Trial\n"
+        "from rl_saliency.gaze.fixations import observation_indices\n"
+        "from rl_saliency.gaze.prefetch import replayed_batches\n"
+        "trial = Trial.open(sys.argv[1])\n"
+        "indices, _ = observation_indices(trial.gaze)\n"
+        "batches = replayed_batches(trial.files.tar, trial.gaze.frame_index.tolist(), indices, 2, depth=1)\n"
+        "next(batches)\n"
+        "print(multiprocessing.active_children()[0].pid, flush=True)\n"
+        "time.sleep(60)\n")
+    evaluator = subprocess.Popen([sys.executable, "-c", script, str(trial.files.txt)], stdout=subprocess.PIPE,
+                                 text=True)
+    try:
+        producer = int(evaluator.stdout.readline())
+        os.kill(producer, 0)  # alive, waiting to put its next batch
+        evaluator.kill()
+        evaluator.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _running(producer):
+            time.sleep(0.1)
+        if not _running(producer):
+            return
+        os.kill(producer, signal.SIGKILL)
+        pytest.fail("the producer outlived its evaluator by 10 s")
+    finally:
+        evaluator.kill()
