@@ -296,9 +296,9 @@ def train(spec: AgentSpec | str | Path = DEFAULT_SPEC, game: str = "breakout", t
     where there is none); on ``resume`` the run's own setting unless given. The run folder is locked while
     training: a second writer is refused with the first one's pid and command.
 
-    ``precision`` (CPU only, ``agents/cpu_speed.py``): ``bf16`` autocast of the features extractor (2-2.5x faster
-    updates where the CPU has native bf16; the default there, unless ``RL_SALIENCY_CPU_PRECISION=fp32``) or ``fp32``;
-    config.yaml records it and ``resume`` keeps the run's own unless given.
+    ``precision`` (CPU only, ``agents/cpu_speed.py``): ``bf16`` autocast of the features extractor (about 2x faster
+    Sparse FLS updates where the CPU has native bf16; the default there, unless ``RL_SALIENCY_CPU_PRECISION=fp32``)
+    or ``fp32``; config.yaml records it and ``resume`` keeps the run's own unless given.
     """
     run_dir = Path(out) if out else None
     if resume:

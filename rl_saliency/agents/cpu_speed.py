@@ -3,8 +3,8 @@
 Measured side by side on the 2-core AMD EPYC sandbox (``benchmarks/pipeline.py``, docs/benchmarks.md, section
 "Training pipeline: this package vs SB3's stock make_atari_env"): PPO's minibatch update is where Atari training
 spends its time on the CPU, and almost all of it is in convolutions. On a CPU with native bf16 dot products
-(``avx512_bf16`` or ``amx_bf16``) oneDNN runs them 2-2.5x faster in bf16; no float32 reformulation of the FLS
-module beat the plain convolutions (im2col + GEMM and a 1x1 + shift-add second conv were both slower).
+(``avx512_bf16`` or ``amx_bf16``) a Sparse FLS update runs about 2x faster in bf16; no float32 reformulation of the
+FLS module beat the plain convolutions (im2col + one GEMM: 1.4x slower).
 
 ``speed_up(model, precision, env_threads=...)`` changes a built SB3 model in place, for this process only (nothing
 of it is saved: checkpoints and ``model.zip`` load into ordinary float32 models):
@@ -120,7 +120,7 @@ def channels_last_trunk(extractor: nn.Module) -> bool:
 def training_threads(env_threads: int) -> int:
     """Torch threads for training beside ``env_threads`` busy env threads: one core each, the rest to torch (at
     least 1). The ale backend steps every env on its own thread; with 8 envs on 2 cores, 2 torch threads ran
-    PPO 6-15x slower than 1 (the threads oversubscribe the cores; ``benchmarks/pipeline.py``)."""
+    PPO 3-11x slower than 1 (the threads oversubscribe the cores; ``benchmarks/pipeline.py``)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -134,7 +134,7 @@ def speed_up(model: Any, precision: str | None = None, trunk_channels_last: bool
 
     ``precision``: ``bf16`` or ``fp32``; None: ``default_precision()``. ``bf16`` where the CPU has no native bf16
     falls back to ``fp32`` (emulated bf16 is slower than float32). ``trunk_channels_last``: None: only in float32
-    (under bf16 autocast the channels-last trunk was measured slightly slower, 0.9x per update).
+    (under bf16 autocast the channels-last trunk was measured slightly slower, 0.97x per update).
     ``env_threads``: the env backend's own threads (``n_envs`` for the ale backend): torch gets
     ``training_threads(env_threads)`` (process-wide), unless ``OMP_NUM_THREADS`` is set (the user's choice);
     None leaves the thread count alone.
