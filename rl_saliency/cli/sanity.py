@@ -23,9 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--observations", default=None, help="a .npy of observations (N, 4, 84, 84) instead of "
                         "playing the game")
     # per-method options: checked by the method itself, whose message names its own parameter
-    options.add_count(parser, "--smoothgrad-samples", 20)
-    options.add_count(parser, "--ig-steps", 32)
-    options.add_count(parser, "--perturbation-stride", 5)
+    parser.add_argument("--smoothgrad-samples", type=int, default=20)
+    parser.add_argument("--ig-steps", type=int, default=32)
+    parser.add_argument("--perturbation-stride", type=int, default=5)
     options.add_seed(parser)
     options.add_device(parser)
     parser.add_argument("--overwrite", action="store_true", help="recompute methods already in --out")
