@@ -23,7 +23,6 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from rl_saliency.gaze.metrics import BORJI_SPLITS, BORJI_THRESHOLDS, EPS, METRICS
 
@@ -144,6 +143,7 @@ class _Maps:
     mm_total: np.ndarray  # sum of the min-max map (P where constant)
     integer: bool  # every value an integer, spanning <= MAX_INTEGER_SPAN values: ranks by histogram
     static: bool
+    source: np.ndarray | None = None  # the maps as given, when float32 (sorted faster than ``s``, same order)
 
     def at(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The stats row of each observation row, and the map's values at (rows, cols)."""
@@ -258,6 +258,8 @@ class Scorer:
             st = dataclasses.replace(static.stats, row=np.zeros(n, np.int64))
         else:
             st = _map_stats(np.asarray(flat, np.float64), np.arange(n), static=False)
+            if flat.dtype == np.float32:
+                st.source = flat
         finite = st.finite[st.row]
         out = {
             "nss": self._nss(st, static, gaze),
@@ -348,23 +350,18 @@ class Scorer:
             at = k * width + offsets.reshape(-1).take(k * offsets.shape[1] + cols)
             below_or_at = cum.reshape(-1).take(at)
             return below_or_at - hist.reshape(-1).take(at), below_or_at
-        chosen = np.unique(k)
-        position = np.searchsorted(chosen, k)
-        s = st.s[chosen]
-        lo, span = st.lo[chosen][:, None], st.span[chosen][:, None]
-        ordered = np.sort(s, axis=1)  # the min-max map keeps the order: normalise the sorted values
-        ordered = (ordered - lo) / span
-        ordered[st.constant[chosen]] = 1.0
-        counts = np.bincount(position, minlength=len(chosen))
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        order = np.argsort(position, kind="stable")
-        place = np.empty(len(position), np.int64)
-        place[order] = np.arange(len(position)) - np.repeat(starts, counts)
-        padded = torch.zeros((len(chosen), max(int(counts.max(initial=0)), 1)), dtype=torch.float64)
-        padded[torch.from_numpy(position), torch.from_numpy(place)] = torch.from_numpy(values)
-        ordered_t = torch.from_numpy(np.ascontiguousarray(ordered))
-        left = torch.searchsorted(ordered_t, padded, side="left").numpy()[position, place]
-        right = torch.searchsorted(ordered_t, padded, side="right").numpy()[position, place]
+        # one sort per map (of its float32 values when it came as float32: the same order, twice as fast), then a
+        # binary search per map; the min-max map keeps the order, so the sorted values are normalised after
+        source = st.source if st.source is not None else st.s
+        left, right = np.empty(len(k), np.int64), np.empty(len(k), np.int64)
+        order = np.argsort(k, kind="stable")
+        bounds = np.searchsorted(k[order], np.arange(len(st.s) + 1))
+        for row in np.unique(k):
+            ordered = np.sort(source[row]).astype(np.float64)
+            ordered = np.ones_like(ordered) if st.constant[row] else (ordered - st.lo[row]) / st.span[row]
+            which = order[bounds[row]:bounds[row + 1]]
+            left[which] = np.searchsorted(ordered, values[which], side="left")
+            right[which] = np.searchsorted(ordered, values[which], side="right")
         return left, right
 
     def _auc_judd(self, st: _Maps, static: _Static | None, gaze: GazeBatch, finite: np.ndarray) -> np.ndarray:
