@@ -382,7 +382,7 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path, atari_zip, monkeypatch, capsys
     from rl_saliency.render import video
 
     calls = {"n": 0}
-    real_write = video._write
+    real_write = video._compose  # composes each video frame (render_agent's loop body)
 
     def write_then_term(*args, **kwargs):
         calls["n"] += 1
@@ -390,7 +390,7 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path, atari_zip, monkeypatch, capsys
             os.kill(os.getpid(), signal.SIGTERM)
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(video, "_write", write_then_term)
+    monkeypatch.setattr(video, "_compose", write_then_term)
     try:
         assert main(["render", "--model", str(atari_zip), "--game", "breakout", "--steps", "20", "--scale", "1",
                      "--gif", "--out", str(tmp_path / "video.mp4")]) == 143
