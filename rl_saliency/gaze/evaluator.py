@@ -160,7 +160,7 @@ def evaluate_trial(trial: Trial, policy: Any, methods: dict[str, Any], protocol:
     rng = np.random.default_rng(_trial_seed(seed, trial.name))
     scorer = Scorer(centre_bias_map(shape))  # keeps the static maps' work (centre bias, uniform) between batches
     replay_report = ReplayReport()
-    rows: list[pd.DataFrame] = []
+    rows: list[dict[str, Any]] = []  # one per batch and method
     bar = tqdm(total=len(indices), unit="obs", desc=f"{trial.game or '?'} {trial.name}", disable=not progress,
                leave=False)
 
