@@ -6,6 +6,9 @@ import argparse
 
 from rl_saliency.cli import options
 
+# rl_saliency.agents.cpu_speed.PRECISIONS, repeated so --help does not import torch (tests/cli checks they agree)
+PRECISIONS = ("bf16", "fp32")
+
 DEFAULT_SPEC = "nature"  # rl_saliency.agents.spec.DEFAULT_SPEC, repeated so --help does not import SB3
 
 
@@ -35,6 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="write TensorBoard event files to DIR/<run folder name>: SB3's scalars and, every 10 "
                         "updates, the agent's saliency over fixed observations (the spec's tensorboard: section "
                         "sets method and frequency); view with: tensorboard --logdir DIR")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="CPU only: bf16 autocast of the features extractor (about 2x faster updates; the default "
+                        "where the CPU has native bf16, unless RL_SALIENCY_CPU_PRECISION=fp32) or fp32; a resumed run "
+                        "keeps its own unless given")
     options.add_progress(parser)
     parser.set_defaults(func=run)
 
@@ -46,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
                     out=args.out, seed=args.seed, n_envs=args.n_envs, backend=args.backend, device=args.device,
                     resume=args.resume, checkpoint_freq=args.checkpoint_freq,
                     hyperparams=parse_overrides(args.overrides), progress=args.progress,
-                    tensorboard=args.tensorboard)
+                    tensorboard=args.tensorboard, precision=args.precision)
     print(f"trained: {run_dir / MODEL_FILE}")
     return 0

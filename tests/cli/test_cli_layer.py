@@ -43,6 +43,10 @@ def test_parser_constants_agree_with_the_library():
     from rl_saliency.visualize.targets import OBJECTIVES
 
     assert visualize_cli.WHATS == WHATS and visualize_cli.OBJECTIVES == OBJECTIVES
+    from rl_saliency.agents.cpu_speed import PRECISIONS
+    from rl_saliency.cli import train as train_cli
+
+    assert train_cli.PRECISIONS == PRECISIONS
 
 
 def test_visualize_cli_defaults_are_the_library_settings():
@@ -207,3 +211,14 @@ def test_every_count_option_of_every_command_refuses_zero_in_one_line(command, f
         argv[1:1] = ["--model", str(tmp_path / "nope.zip")]
     assert main([*argv, flag, "0"]) == 2
     assert f"{flag} must be an integer >= 1, got 0" in _one_line_error(capsys, command)
+
+
+def test_train_precision_option():
+    from rl_saliency.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train"]).precision is None  # the CPU's default (cpu_speed.default_precision)
+    assert parser.parse_args(["train", "--precision", "fp32"]).precision == "fp32"
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(["train", "--precision", "fp16"])
+    assert exited.value.code == 2
