@@ -12,8 +12,8 @@ drifts hit all alike):
   ``rl-saliency train`` built it before the CPU speed settings (float32, default layout).
 - ``fls_<options>``: the same with the options of ``rl_saliency.agents.cpu_speed.speed_up`` (``bf16`` autocast,
   ``cl`` channels-last trunk), ``t1``/``t2`` torch threads, ``im`` rollouts under ``torch.inference_mode``;
-  ``fls_train`` (``nature_train``): what ``rl-saliency train`` does now (``speed_up`` with the default precision
-  and the torch threads beside the ale backend's env threads).
+  ``fls_train`` (``nature_train``): what ``rl-saliency train`` does now (``speed_up`` with the default precision,
+  torch's default thread count).
 
 Each configuration builds a fresh model, warms up (``--warmup`` steps: allocations, first rollout and update),
 then trains ``--timesteps`` more; steps/s is over the timed part, with the time split into rollouts
@@ -67,8 +67,8 @@ def build_package(spec_name: str, game: str, n_envs: int, seed: int, options: se
     venv = spec.wrap_env(make_atari_vec_env(game, n_envs, seed=seed))
     model = spec.build_model(venv, seed=seed, device="cpu")
     use_channels_last(model)  # what train did before (NatureCNN only)
-    if "train" in options:  # what `rl-saliency train` does now: default precision, threads beside the env threads
-        speed_up(model, check_precision(None), env_threads=n_envs)
+    if "train" in options:  # what `rl-saliency train` does now: default precision, torch's own thread count
+        speed_up(model, check_precision(None), env_threads=None)
     elif "before" not in options:
         speed_up(model, precision="bf16" if "bf16" in options else "fp32", trunk_channels_last="cl" in options)
     return model

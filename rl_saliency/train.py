@@ -406,8 +406,10 @@ def _train_locked(run_dir: Path, config: dict[str, Any], spec: AgentSpec, device
             _set_aside(run_dir / METRICS_FILE, "replaced")
         model = spec.build_model(venv, seed=config["seed"], device=device, verbose=verbose)
     use_channels_last(model)
-    # on the CPU: bf16 autocast or a channels-last trunk, torch threads beside the ale backend's env threads
-    speed_up(model, config.get("cpu_precision", "fp32"), env_threads=config["n_envs"] * (config["backend"] == "ale"))
+    # on the CPU: bf16 autocast or a channels-last trunk. Torch keeps its own thread count: on the idle 2-core
+    # machine 2 threads beat 1 (281 vs 190 steps/s for Sparse FLS in bf16, docs/benchmarks.md); fewer threads only
+    # paid on a machine shared with other jobs, where OMP_NUM_THREADS=1 is the user's lever.
+    speed_up(model, config.get("cpu_precision", "fp32"), env_threads=None)
     if (run_dir / MODEL_FILE).exists() and model.num_timesteps >= config["timesteps"]:
         print(f"{run_dir} is already trained to {config['timesteps']} steps", file=sys.stderr)
         venv.close()

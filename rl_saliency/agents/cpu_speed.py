@@ -18,8 +18,10 @@ of it is saved: checkpoints and ``model.zip`` load into ordinary float32 models)
   with its output turned back to the default layout for the attention module (channels-last helps the trunk's
   strided convolutions, but makes the 7x7 attention convolutions and the flatten slower). Same numbers up to
   float rounding.
-- torch threads: one core per env thread of the ale backend, the rest (at least 1) to torch
-  (``training_threads``), unless ``OMP_NUM_THREADS`` is set; the same numbers.
+- torch threads (only when ``env_threads`` is given, which ``rl-saliency train`` does not do): one core per env
+  thread of the ale backend, the rest (at least 1) to torch (``training_threads``), unless ``OMP_NUM_THREADS`` is
+  set; the same numbers. That paid only on a machine shared with other jobs; on the idle 2-core machine torch's
+  own 2 threads were 1.48x faster (docs/benchmarks.md), so training leaves the count alone.
 """
 
 from __future__ import annotations

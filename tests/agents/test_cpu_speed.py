@@ -209,5 +209,5 @@ def test_train_records_precision_and_refuses_a_bad_one(tmp_path, monkeypatch):
     run = train("fls_sparse", game="breakout", timesteps=32, out=tmp_path / "run32", n_envs=1, device="cpu",
                 hyperparams=tiny, progress=False, precision="fp32")
     assert yaml.safe_load((run / "config.yaml").read_text())["cpu_precision"] == "fp32"
-    assert seen == [({"precision": "bf16", "trunk_channels_last": False}, {"env_threads": 1}),
-                    ({"precision": "fp32", "trunk_channels_last": True}, {"env_threads": 1})]
+    assert seen == [({"precision": "bf16", "trunk_channels_last": False}, {"env_threads": None}),
+                    ({"precision": "fp32", "trunk_channels_last": True}, {"env_threads": None})]
