@@ -570,18 +570,25 @@ def shuffled_auc_batch(saliency: np.ndarray, fixation_counts: np.ndarray,
     pos, neg = flat[scored[pos_rows], pos_cols], flat[scored[neg_rows], neg_cols]
     pos_w, neg_w = f.flat[scored[pos_rows], pos_cols], o.flat[scored[neg_rows], neg_cols]
     _, rank = np.unique(np.concatenate([pos, neg]), return_inverse=True)  # equal values, equal ranks
-    width = int(rank.max()) + 2
-    pos_key, neg_key = pos_rows * width + rank[:len(pos)], neg_rows * width + rank[len(pos):]
+    out[scored] = weighted_rank_auc(pos_rows, rank[:len(pos)], pos_w, neg_rows, rank[len(pos):], neg_w, len(scored))
+    return out
+
+
+def weighted_rank_auc(pos_rows: np.ndarray, pos_rank: np.ndarray, pos_w: np.ndarray, neg_rows: np.ndarray,
+                      neg_rank: np.ndarray, neg_w: np.ndarray, n_rows: int) -> np.ndarray:
+    """Per row (map), the weighted probability that a positive outranks a negative, ties counting half: the
+    shuffled-AUC sum, for all rows at once. Positives and negatives are keyed by (row, rank), so one sorted search
+    over the negatives serves every row; the weights are fixation counts (a pixel fixated twice counts twice)."""
+    width = int(max(pos_rank.max(initial=0), neg_rank.max(initial=0))) + 2
+    pos_key, neg_key = pos_rows * width + pos_rank, neg_rows * width + neg_rank
     order = np.argsort(neg_key, kind="stable")
-    neg_key, neg_w = neg_key[order], neg_w[order]
-    cum = np.concatenate([[0.0], np.cumsum(neg_w)])
+    neg_key, neg_sorted_w = neg_key[order], neg_w[order]
+    cum = np.concatenate([[0.0], np.cumsum(neg_sorted_w)])
     below = cum[np.searchsorted(neg_key, pos_key, side="left")] - cum[np.searchsorted(neg_key, pos_rows * width)]
     equal = cum[np.searchsorted(neg_key, pos_key, side="right")] - cum[np.searchsorted(neg_key, pos_key)]
-    n_rows = len(scored)
     numerator = np.bincount(pos_rows, weights=pos_w * (below + 0.5 * equal), minlength=n_rows)
-    out[scored] = numerator / (np.bincount(pos_rows, weights=pos_w, minlength=n_rows)
-                               * np.bincount(neg_rows, weights=o.flat[scored[neg_rows], neg_cols], minlength=n_rows))
-    return out
+    return numerator / (np.bincount(pos_rows, weights=pos_w, minlength=n_rows)
+                        * np.bincount(neg_rows, weights=neg_w, minlength=n_rows))
 
 
 def all_metrics_batch(saliency: np.ndarray, fixation_counts: np.ndarray, gaze_density: np.ndarray,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rl_saliency.gaze.metrics import BORJI_SPLITS, BORJI_THRESHOLDS, EPS, METRICS
+from rl_saliency.gaze.metrics import BORJI_SPLITS, BORJI_THRESHOLDS, EPS, METRICS, weighted_rank_auc
 
 MAX_INTEGER_SPAN = 4096  # maps of integers spanning up to this many values are ranked by histogram
 _ASCENDING = BORJI_THRESHOLDS[::-1]
@@ -481,15 +481,5 @@ class Scorer:
             both = np.concatenate([st.s[scored[pos_rows], pos_cols], st.s[scored[neg_rows], neg_cols]])
             rank = np.unique(both, return_inverse=True)[1].reshape(-1)
             pos_rank, neg_rank = rank[:len(pos_rows)], rank[len(pos_rows):]
-        width = int(max(pos_rank.max(initial=0), neg_rank.max(initial=0))) + 2
-        pos_key, neg_key = pos_rows * width + pos_rank, neg_rows * width + neg_rank
-        order = np.argsort(neg_key, kind="stable")
-        neg_key, neg_sorted_w = neg_key[order], neg_w[order]
-        cum = np.concatenate([[0.0], np.cumsum(neg_sorted_w)])
-        below = cum[np.searchsorted(neg_key, pos_key, side="left")] - cum[np.searchsorted(neg_key, pos_rows * width)]
-        equal = cum[np.searchsorted(neg_key, pos_key, side="right")] - cum[np.searchsorted(neg_key, pos_key)]
-        n_rows = len(scored)
-        numerator = np.bincount(pos_rows, weights=pos_w * (below + 0.5 * equal), minlength=n_rows)
-        out[scored] = numerator / (np.bincount(pos_rows, weights=pos_w, minlength=n_rows)
-                                   * np.bincount(neg_rows, weights=neg_w, minlength=n_rows))
+        out[scored] = weighted_rank_auc(pos_rows, pos_rank, pos_w, neg_rows, neg_rank, neg_w, len(scored))
         return out
