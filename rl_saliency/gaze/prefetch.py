@@ -83,8 +83,18 @@ class ProducerError(RuntimeError):
     """The frame-decoding process stopped without finishing (killed, or crashed outside Python)."""
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's process
+        return True
+    return True
+
+
 def _replay_worker(out, stop, tar: str, expected: list[int], max_index: int | None, reorder_bytes: int,
-                   indices: list[int], pool: str, batch_size: int, per_batch) -> None:
+                   indices: list[int], pool: str, batch_size: int, per_batch, evaluator: int) -> None:
     """The producer process: decode the trial's frames, replay them into observations and put them on ``out`` in
     batches of ``batch_size`` (the last one shorter): ``("batch", indices int64 (n,), obs uint8 (n, 4, 84, 84),
     per_batch(indices) or None)``, then ``("done", frame report, replay report, private MiB)``, or
@@ -96,10 +106,9 @@ def _replay_worker(out, stop, tar: str, expected: list[int], max_index: int | No
     from rl_saliency.envs.replay import ReplayReport, replay_observations
     from rl_saliency.gaze.data import FrameStreamReport, iter_frames
 
-    parent = os.getppid()
-
     def put(item: object) -> bool:
-        while not stop.is_set() and os.getppid() == parent:  # an evaluator killed outright leaves no orphan
+        # an evaluator killed outright leaves no orphan (the fork server, not the evaluator, is this one's parent)
+        while not stop.is_set() and _alive(evaluator):
             try:
                 out.put(item, timeout=0.1)
                 return True
@@ -145,9 +154,22 @@ def _private_mib() -> float | None:
 LAST_PRODUCER_PRIVATE_MIB: list[float | None] = [None]  # the last producer's private memory at its end (benchmarks)
 
 
+# How the decoding process starts. Not "fork": the evaluator has threads (torch's OpenMP pool, the ale backend's
+# env threads, tqdm's monitor), and a child forked from a threaded process can wait forever on a lock one of them
+# held (seen: the suite hung in the zoo's gaze test). The fork server is a clean single-threaded process, started
+# once, with the decoder's modules preloaded, that forks each producer.
+START_METHOD = "forkserver"
+PRELOAD = ["rl_saliency.gaze.prefetch", "rl_saliency.envs.replay", "rl_saliency.gaze.data",
+           "rl_saliency.gaze.evaluator"]
+
+
 def _context():
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    method = START_METHOD if START_METHOD in methods else "spawn"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(PRELOAD)
+    return context
 
 
 def replayed_batches(tar: str | Path, expected: list[int], indices: list[int], batch_size: int, pool: str = "rgb",
@@ -175,7 +197,7 @@ def replayed_batches(tar: str | Path, expected: list[int], indices: list[int], b
     process = context.Process(target=_replay_worker, name="gaze-replay", daemon=True, args=(
         out, stop, str(tar), list(expected), max_index,
         DEFAULT_REORDER_BYTES if reorder_bytes is None else reorder_bytes, list(indices), pool, batch_size,
-        per_batch))
+        per_batch, os.getpid()))
     process.start()
     try:
         while True:

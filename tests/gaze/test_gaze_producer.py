@@ -60,28 +60,23 @@ def test_a_producer_error_is_raised_here_with_its_traceback(tmp_path):
     assert not _producers()
 
 
-def test_an_error_after_some_batches_comes_after_them(trial, monkeypatch):
-    """A failure inside the producer (here its replay, patched before the fork) reaches the evaluator after the
-    batches before it, and evaluate_trial raises it rather than writing a partial table."""
-    import rl_saliency.envs.replay as replay
+def test_an_error_after_some_batches_comes_after_them(trial):
+    """A failure inside the producer (here its per-batch work, which fails on the first batch holding frame 54 or
+    later: a picklable callable, as the producer is started by the fork server) reaches the evaluator after the
+    batches before it; evaluate_trial raises a producer's error rather than writing a partial table."""
+    import functools
 
-    real = replay.replay_observations
-
-    def failing(*args, **kwargs):
-        for k, item in enumerate(real(*args, **kwargs)):
-            if k == 40:
-                raise ValueError("frame 54 is corrupt")
-            yield item
-
-    monkeypatch.setattr(replay, "replay_observations", failing)
-    if multiprocessing.get_start_method(allow_none=True) not in (None, "fork"):
-        pytest.skip("the patch reaches the producer only through fork")
+    indices, _ = observation_indices(trial.gaze)
+    fails_from_54 = functools.partial(np.take, np.zeros(54))  # IndexError for any index >= 54
     seen = []
-    with pytest.raises(ValueError, match="frame 54 is corrupt"):
-        for at, _, _ in _batches(trial, 8)[1]:
+    with pytest.raises(IndexError, match="index 5[4-9] is out of bounds") as caught:
+        for at, _, _ in _batches(trial, 8, per_batch=fails_from_54)[1]:
             seen.extend(at.tolist())
-    assert len(seen) == 40
-    with pytest.raises(ValueError, match="frame 54 is corrupt"):
+    assert any("raised in the process decoding" in note for note in caught.value.__notes__)
+    before = [i for i in indices if i < 54]
+    assert seen == before[:len(before) // 8 * 8] and len(seen) > 0  # every whole batch before the failing one
+    trial.files.tar.unlink()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         E.evaluate_trial(trial, None, E.resolve_methods(["uniform"], None), batch_size=8, progress=False)
     assert not _producers()
 
