@@ -10,11 +10,14 @@ that dies without a word is noticed (``ProducerError``) rather than waited for.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
 import queue
+import sys
 import threading
+import types
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -163,6 +166,20 @@ PRELOAD = ["rl_saliency.gaze.prefetch", "rl_saliency.envs.replay", "rl_saliency.
            "rl_saliency.gaze.evaluator"]
 
 
+@contextlib.contextmanager
+def _main_left_out() -> Iterator[None]:
+    """While a producer starts: the fork server (like spawn) would re-run the caller's ``__main__`` in the child,
+    which a script without an ``if __name__ == "__main__":`` guard (or a notebook) cannot bear; the producer needs
+    nothing from it, so it is not sent."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
 def _context():
     methods = multiprocessing.get_all_start_methods()
     method = START_METHOD if START_METHOD in methods else "spawn"
@@ -198,7 +215,8 @@ def replayed_batches(tar: str | Path, expected: list[int], indices: list[int], b
         out, stop, str(tar), list(expected), max_index,
         DEFAULT_REORDER_BYTES if reorder_bytes is None else reorder_bytes, list(indices), pool, batch_size,
         per_batch, os.getpid()))
-    process.start()
+    with _main_left_out():
+        process.start()
     try:
         while True:
             try:

@@ -219,3 +219,25 @@ def test_a_killed_evaluator_leaves_no_producer_behind(trial):
         pytest.fail("the producer outlived its evaluator by 10 s")
     finally:
         evaluator.kill()
+
+
+def test_a_script_without_a_main_guard_can_use_the_producer(trial, tmp_path):
+    """The fork server (like spawn) would re-run the caller's __main__ in the producer; a plain script or a
+    notebook has no ``if __name__ == "__main__":`` guard, so __main__ is left out when a producer starts."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "import sys\n"
+        "from rl_saliency.gaze.data import Trial\n"
+        "from rl_saliency.gaze.fixations import observation_indices\n"
+        "from rl_saliency.gaze.prefetch import replayed_batches\n"
+        "trial = Trial.open(sys.argv[1])\n"
+        "indices, _ = observation_indices(trial.gaze)\n"
+        "batches = replayed_batches(trial.files.tar, trial.gaze.frame_index.tolist(), indices, 16)\n"
+        "print('batches', len(list(batches)))\n")
+    done = subprocess.run([sys.executable, str(script), str(trial.files.txt)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("batches") == 1  # the script ran once, not again in the producer
