@@ -35,15 +35,13 @@ from rl_saliency.envs.replay import ReplayReport
 from rl_saliency.errors import DataError, ModelLoadError, SpecError
 from rl_saliency.gaze.data import Trial, TrialFiles, find_trials
 from rl_saliency.gaze.fixations import (
-    gaze_density,
-    observation_counts,
     observation_indices,
-    shuffled_negatives,
 )
+from rl_saliency.gaze.gaze_side import GazeMaps
 from rl_saliency.gaze.metrics import METRICS
 from rl_saliency.gaze.prefetch import replayed_batches
 from rl_saliency.gaze.protocol import Protocol, from_label, resolve_protocol
-from rl_saliency.gaze.scoring import GazeBatch, Scorer
+from rl_saliency.gaze.scoring import Scorer
 from rl_saliency.runs import check_method, model_path, open_agent
 from rl_saliency.runs import replay_pool as replay_pool  # the pooling rule lives in the resolver
 from rl_saliency.saliency.base import upsample_to_frame
@@ -118,31 +116,6 @@ def _table(trial: Trial, label: str, parts: list[dict[str, Any]]) -> pd.DataFram
     return pd.DataFrame(columns)
 
 
-class _GazeMaps:
-    """The gaze side of each batch, in batch order: fixation counts, their blur, the shuffled-AUC negatives (drawn
-    from ``rng``), the batch's AUC-Borji seed (drawn next) and the metrics' ``GazeBatch``. Called in the scoring
-    process, or in the decoding process (``prefetch.replayed_batches``' ``per_batch``), which then owns ``rng``:
-    the same draws in the same order either way."""
-
-    def __init__(self, gaze: Any, indices: list[int], protocol: Protocol, rng: np.random.Generator,
-                 keep_density: bool = False):
-        self.gaze, self.indices, self.protocol, self.rng = gaze, indices, protocol, rng
-        self.position = {index: k for k, index in enumerate(indices)}
-        self.keep_density = keep_density
-
-    def __call__(self, at: list[int]) -> dict[str, Any]:
-        protocol, shape = self.protocol, self.protocol.shape
-        options = {"rounding": protocol.rounding, "gaze_offset": protocol.gaze_offset}
-        counts, n_fix, n_off = observation_counts(self.gaze, at, shape, **options)
-        density = gaze_density(counts, border=protocol.blur_border)
-        others = shuffled_negatives(self.gaze, self.indices, [self.position[i] for i in at], self.rng, shape,
-                                    replace=protocol.negatives_with_replacement, **options)
-        # the gaze side of every metric (fixated pixels, densities, their sums) is the same for every method
-        return {"gaze": GazeBatch(counts, density, others), "n_fix": n_fix, "n_off": n_off,
-                "n_negatives": others.sum(axis=(1, 2)).astype(np.int64), "seed": int(self.rng.integers(2**63)),
-                "density": density if self.keep_density else None}
-
-
 def evaluate_trial(trial: Trial, policy: Any, methods: dict[str, Any], protocol: str | Protocol = "default",
                    max_frames: int | None = None, batch_size: int = 64, seed: int = 0, pool: str = "rgb",
                    progress: bool = True, resolution: int | None = None,
@@ -164,7 +137,7 @@ def evaluate_trial(trial: Trial, policy: Any, methods: dict[str, Any], protocol:
     bar = tqdm(total=len(indices), unit="obs", desc=f"{trial.game or '?'} {trial.name}", disable=not progress,
                leave=False)
 
-    gaze_maps = _GazeMaps(gaze, indices, protocol, rng, keep_density=protocol.kl_skip_zero_near_gaze)
+    gaze_maps = GazeMaps(gaze, indices, protocol, rng, keep_density=protocol.kl_skip_zero_near_gaze)
 
     def score(at: list[int], obs: np.ndarray, fixations: dict[str, Any]) -> None:
         for name, method in methods.items():

@@ -162,7 +162,8 @@ LAST_PRODUCER_PRIVATE_MIB: list[float | None] = [None]  # the last producer's pr
 # held (seen: the suite hung in the zoo's gaze test). The fork server is a clean single-threaded process, started
 # once, with the decoder's modules preloaded, that forks each producer.
 START_METHOD = "forkserver"
-PRELOAD = ["rl_saliency.gaze.prefetch", "rl_saliency.envs.replay", "rl_saliency.gaze.data"]
+PRELOAD = ["rl_saliency.gaze.prefetch", "rl_saliency.envs.replay", "rl_saliency.gaze.data",
+           "rl_saliency.gaze.gaze_side"]
 
 
 @contextlib.contextmanager
