@@ -95,24 +95,20 @@ class GazeBatch:
 
     def _dense_rows(self, g: np.ndarray, lo: np.ndarray, span: np.ndarray) -> None:
         """p and the min-max density with every row's form (the rare rows with no zero pixel, constant or empty)."""
-        p = g.copy()
-        p[self.g_constant] = 1.0
-        total = p.sum(axis=1, keepdims=True)
+        self.p_rows, self.p_cols, self.p = self._distribution(g.copy())
+        self.m_rows, self.m_cols, self.m = self._distribution((g - lo[:, None]) / span[:, None])
+
+    def _distribution(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each row of ``values`` (changed in place) as a distribution over its pixels: a constant row uniform, an
+        empty one uniform too; returned at its positive pixels (rows, columns, values)."""
+        values[self.g_constant] = 1.0
+        total = values.sum(axis=1, keepdims=True)
         empty = total[:, 0] <= 0
         total[empty] = 1.0
-        p /= total
-        p[empty] = 1.0 / self.n_pix
-        self.p_rows, self.p_cols, _ = _ragged(p > 0)
-        self.p = p[self.p_rows, self.p_cols]
-        mm = (g - lo[:, None]) / span[:, None]
-        mm[self.g_constant] = 1.0
-        total = mm.sum(axis=1, keepdims=True)
-        empty = total[:, 0] <= 0
-        total[empty] = 1.0
-        mm /= total
-        mm[empty] = 1.0 / self.n_pix
-        self.m_rows, self.m_cols, _ = _ragged(mm > 0)
-        self.m = mm[self.m_rows, self.m_cols]
+        values /= total
+        values[empty] = 1.0 / self.n_pix
+        rows, cols, _ = _ragged(values > 0)
+        return rows, cols, values[rows, cols]
 
 
 def _sparse(maps: np.ndarray) -> tuple[np.ndarray, ...]:
